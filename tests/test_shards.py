@@ -1,0 +1,116 @@
+"""data/shards.py: writer/reader round trip, dtype choice, loss mask, per-rank determinism."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from data.shards import (IGNORE_INDEX, BatchLoader, ShardDataset, ShardWriter, read_meta, token_dtype,
+                         write_dataset)
+
+
+def random_documents(rng, n_docs, vocab, masked=False):
+    docs = []
+    for _ in range(n_docs):
+        ids = rng.integers(0, vocab, size=int(rng.integers(5, 200)))
+        mask = None
+        if masked:  # prompt (not learned) then answer (learned), like a text-to-SQL pair
+            split = int(rng.integers(1, len(ids)))
+            mask = np.r_[np.zeros(split, np.uint8), np.ones(len(ids) - split, np.uint8)]
+        docs.append((ids, mask))
+    return docs
+
+
+def test_token_dtype_switches_at_65536():
+    assert token_dtype(50257) == np.uint16
+    assert token_dtype(65536) == np.uint16
+    assert token_dtype(65537) == np.uint32
+    with pytest.raises(ValueError):
+        token_dtype(0)
+
+
+@pytest.mark.parametrize("vocab", [300, 70000])
+def test_round_trip_across_shards(tmp_path, vocab):
+    rng = np.random.default_rng(0)
+    docs = random_documents(rng, 40, vocab, masked=True)
+    meta = write_dataset(tmp_path, {"train": docs}, vocab_size=vocab, eos_id=vocab - 1, shard_tokens=500)
+    assert meta["dtype"] == token_dtype(vocab).name
+    assert len(meta["splits"]["train"]) > 3  # really split over several files
+    ds = ShardDataset(tmp_path, "train")
+    stream = np.concatenate([t for t in ds.tokens])
+    # a shard whose tokens are all learned has no mask file (None)
+    mask = np.concatenate([np.ones(t.size, np.uint8) if m is None else m for t, m in zip(ds.tokens, ds.masks)])
+    assert ds.tokens[0].dtype == token_dtype(vocab)
+    np.testing.assert_array_equal(stream, np.concatenate([d[0] for d in docs]))
+    np.testing.assert_array_equal(mask, np.concatenate([d[1] for d in docs]))
+    assert json.loads((tmp_path / "meta.json").read_text())["vocab_size"] == vocab
+
+
+def test_plain_text_has_no_mask_file(tmp_path):
+    rng = np.random.default_rng(1)
+    meta = write_dataset(tmp_path, {"train": random_documents(rng, 5, 100)}, vocab_size=100, eos_id=0)
+    assert meta["splits"]["train"][0]["mask"] is None
+    assert not list(tmp_path.glob("*.mask.npy"))
+
+
+def test_window_targets_are_shifted_and_masked(tmp_path):
+    ids = np.arange(20) % 97
+    mask = np.array([0] * 8 + [1] * 12, np.uint8)
+    write_dataset(tmp_path, {"train": [(ids, mask)]}, vocab_size=97, eos_id=0)
+    ds = ShardDataset(tmp_path, "train")
+    x, y = ds.window(0, 4, 6)
+    np.testing.assert_array_equal(x, ids[4:10])
+    expect = ids[5:11].copy()
+    expect[mask[5:11] == 0] = IGNORE_INDEX
+    np.testing.assert_array_equal(y, expect)
+    assert (y == IGNORE_INDEX).sum() == 3
+
+
+def test_ranks_partition_the_single_process_batch(tmp_path):
+    rng = np.random.default_rng(2)
+    write_dataset(tmp_path, {"train": random_documents(rng, 60, 500)}, vocab_size=500, eos_id=0,
+                  shard_tokens=1000)
+    ds = ShardDataset(tmp_path, "train")
+    single = BatchLoader(ds, batch_size=8, seq_len=16, seed=7)
+    ranks = [BatchLoader(ds, batch_size=4, seq_len=16, rank=r, world_size=2, seed=7) for r in range(2)]
+    for g in [0, 1, single.batches_per_epoch + 3]:  # also across an epoch boundary
+        x1, y1 = single.batch(g)
+        x2 = torch.cat([r.batch(g)[0] for r in ranks])
+        y2 = torch.cat([r.batch(g)[1] for r in ranks])
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    # the two ranks never read the same window in a step
+    assert not torch.equal(ranks[0].batch(0)[0], ranks[1].batch(0)[0])
+
+
+def test_order_depends_on_seed_and_epoch_and_is_reproducible(tmp_path):
+    rng = np.random.default_rng(3)
+    write_dataset(tmp_path, {"train": random_documents(rng, 40, 300)}, vocab_size=300, eos_id=0)
+    ds = ShardDataset(tmp_path, "train")
+    a = BatchLoader(ds, 4, 8, seed=1)
+    b = BatchLoader(ds, 4, 8, seed=1)
+    c = BatchLoader(ds, 4, 8, seed=2)
+    assert torch.equal(a.batch(5)[0], b.batch(5)[0])
+    assert not torch.equal(a.batch(0)[0], c.batch(0)[0])
+    assert not torch.equal(a.batch(0)[0], a.batch(a.batches_per_epoch)[0])  # new epoch, new order
+    # next() walks positions; resuming at a position continues the same sequence
+    seq = [a.next()[0] for _ in range(3)]
+    b.position = 2
+    assert torch.equal(b.next()[0], seq[2])
+    # every window of an epoch is visited once
+    seen = {tuple(a.batch(g)[0][i, :3].tolist()) for g in range(a.batches_per_epoch) for i in range(4)}
+    assert len(seen) == a.batches_per_epoch * 4
+
+
+def test_errors_are_value_errors(tmp_path):
+    with pytest.raises(ValueError, match="prepare the data"):
+        read_meta(tmp_path)
+    write_dataset(tmp_path, {"train": [(np.arange(10), None)]}, vocab_size=10, eos_id=0)
+    with pytest.raises(ValueError, match="no split 'val'"):
+        ShardDataset(tmp_path, "val")
+    with pytest.raises(ValueError, match="too few"):
+        BatchLoader(ShardDataset(tmp_path, "train"), batch_size=4, seq_len=8)
+    w = ShardWriter(tmp_path, "x", vocab_size=10)
+    with pytest.raises(ValueError, match="out of range"):
+        w.add([1, 2, 10])
+    with pytest.raises(ValueError, match="mask has"):
+        w.add([1, 2], [1])

@@ -1,0 +1,58 @@
+"""The compile gate itself: it compiles for sm_80/sm_90 on a CPU machine and it can fail."""
+import pytest
+import triton
+import triton.language as tl
+
+from tests import compile_gate
+from tests.compile_gate import assert_fits, compile_for, fit_problems, parse_resource_usage
+
+ok, why = compile_gate.available()
+pytestmark = pytest.mark.skipif(not ok, reason=why)
+
+
+@triton.jit
+def _scale_kernel(x_ptr, y_ptr, n, scale, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(y_ptr + offs, tl.load(x_ptr + offs, mask=mask) * scale, mask=mask)
+
+
+@triton.jit
+def _row_sum_kernel(x_ptr, y_ptr, stride, ROWS: tl.constexpr, COLS: tl.constexpr):
+    # Holds ROWS x COLS fp32 values live at once: with one warp and a large tile it must spill.
+    r = tl.arange(0, ROWS)[:, None]
+    c = tl.arange(0, COLS)[None, :]
+    x = tl.load(x_ptr + r * stride + c)
+    y = tl.cumsum(x, axis=1) * tl.sum(x, axis=1)[:, None]
+    tl.store(y_ptr + r * stride + c, y)
+
+
+def test_parse_resource_usage():
+    text = """
+Resource usage:
+ Common:
+  GLOBAL:0
+ Function _k:
+  REG:40 STACK:8 SHARED:1024 LOCAL:16 CONSTANT[0]:568 TEXTURE:0 SURFACE:0 SAMPLER:0
+"""
+    assert parse_resource_usage(text) == {"_k": (40, 8, 1024, 16)}
+
+
+@pytest.mark.parametrize("cc", [80, 90])
+def test_small_kernel_fits(cc):
+    u = compile_for(_scale_kernel, {"x_ptr": "*fp32", "y_ptr": "*fp32", "n": "i32", "scale": "fp32"},
+                    {"BLOCK": 1024}, num_warps=4, cc=cc, divisible_by_16=("x_ptr", "y_ptr"))
+    assert u.cc == cc and u.kernel == "_scale_kernel"
+    assert 0 < u.registers <= 255
+    assert_fits(u, cc)
+
+
+def test_gate_reports_spills_and_oversized_blocks():
+    u = compile_for(_row_sum_kernel, {"x_ptr": "*fp32", "y_ptr": "*fp32", "stride": "i32"},
+                    {"ROWS": 128, "COLS": 128}, num_warps=1, cc=90)
+    assert u.spill_bytes > 0, str(u)
+    with pytest.raises(AssertionError, match="spill"):
+        assert_fits(u)
+    big = compile_gate.ResourceUsage("k", 80, 16, 2, 255, 0, 0, 0, 200 * 1024)  # 512 threads x 255 regs
+    assert any("shared memory" in p for p in fit_problems(big))
+    assert any("cannot launch" in p for p in fit_problems(big))

@@ -1,0 +1,244 @@
+"""GPT-2, written out top to bottom (nanoGPT style), with every hot op taken from `kernels`.
+
+    tokens -> token embedding + learned position embedding
+           -> n_layer x [ h += attn(LN1(h));  h += mlp(LN2(h)) ]      (pre-LN residual blocks)
+           -> LN_f -> logits = h @ wte^T                              (LM head tied to the embedding)
+
+Which ops go through kernels/ (and so switch with KERNELS_BACKEND, no change here):
+  * kernels.attention: causal softmax(q k^T / sqrt(d)) v on (B, H, T, D);
+  * kernels.layer_norm with `residual=`: every LayerNorm after the first also does the residual add
+    that precedes it, h = h + sublayer_out, y = LN(h), in one pass over memory;
+  * kernels.linear_cross_entropy: the tied LM head and the loss together, so training never has to
+    keep a (B*T, vocab) logits tensor; targets equal to -100 (prompt tokens) are ignored.
+Attention has no dropout (the kernels have none); `dropout` applies to the embeddings and to each
+sublayer's output.
+
+Initialisation (GPT-2): weights N(0, 0.02), biases 0, LayerNorm gain 1; the two projections that write
+into the residual stream (attn.proj, mlp.proj) use std 0.02 / sqrt(2 * n_layer), because every block
+adds two such terms to h and the variance of h would otherwise grow with depth.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import kernels
+
+
+@dataclass
+class GPTConfig:
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    block_size: int = 1024      # context length: the number of learned positions
+    vocab_size: int = 50304     # GPT-2's 50257 rounded up to a multiple of 128 (faster matmuls)
+    dropout: float = 0.0
+    bias: bool = True           # biases in Linear layers and LayerNorms, as GPT-2
+
+    def __post_init__(self):
+        for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"model.n_embd ({self.n_embd}) must be a multiple of model.n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+# Presets: tiny for tests, small trains on 2 CPU cores in minutes, gpt2-124m is GPT-2 small.
+PRESETS = {
+    "tiny": dict(n_layer=2, n_head=2, n_embd=32, block_size=64),
+    "small": dict(n_layer=4, n_head=4, n_embd=256, block_size=256),
+    "gpt2-124m": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024),
+}
+
+
+class LayerNorm(nn.Module):
+    """Holds the LayerNorm parameters; the math is kernels.layer_norm (fused with the residual add)."""
+
+    def __init__(self, dim: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+
+    def forward(self, x, residual=None):
+        return kernels.layer_norm(x, self.weight, self.bias, eps=1e-5, residual=residual)
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, preallocated for `max_len` positions, per layer."""
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device, dtype):
+        head_dim = config.n_embd // config.n_head
+        shape = (config.n_layer, batch_size, config.n_head, max_len, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0  # positions filled
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store k, v (B, H, t, D) after the cached ones; return all keys and values so far."""
+        start, end = self.length, self.length + k.shape[2]
+        if end > self.k.shape[3]:
+            raise ValueError(f"KV cache holds {self.k.shape[3]} positions, {end} requested")
+        self.k[layer, :, :, start:end] = k
+        self.v[layer, :, :, start:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if cache is not None:  # decoding: attend to everything cached (the mask aligns to the end)
+            k, v = cache.append(layer, k, v)
+        y = kernels.attention(q, k, v, causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+
+
+class Block(nn.Module):
+    """Pre-LN block. Its LayerNorms take the residual add of the sublayer before them (see GPT.forward)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = LayerNorm(config.n_embd, config.bias)
+        self.mlp = MLP(config)
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = LayerNorm(config.n_embd, config.bias)
+        self.apply(self._init_weights)
+        for block in self.blocks:
+            for proj in (block.attn.proj, block.mlp.proj):
+                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def hidden_states(self, idx, cache: KVCache | None = None):
+        """The final LayerNorm's output (B, T, n_embd) for token ids idx (B, T)."""
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
+        pos = torch.arange(start, start + T, device=idx.device)
+        h = self.drop(self.wte(idx) + self.wpe(pos))
+        y = self.blocks[0].ln_1(h)
+        for i, block in enumerate(self.blocks):
+            # h is the residual stream, y the normalised input of the next sublayer.
+            y, h = block.ln_2(block.attn(y, cache, i), residual=h)            # h += attn; y = LN2(h)
+            next_ln = self.blocks[i + 1].ln_1 if i + 1 < len(self.blocks) else self.ln_f
+            y, h = next_ln(block.mlp(y), residual=h)                          # h += mlp; y = next LN(h)
+        if cache is not None:
+            cache.length += T
+        return y
+
+    def forward(self, idx, targets=None, cache: KVCache | None = None):
+        """With targets: the mean cross-entropy over targets != -100. Without: logits of the last position
+        (B, 1, vocab), which is all that generation needs."""
+        y = self.hidden_states(idx, cache)
+        if targets is not None:
+            return kernels.linear_cross_entropy(y, self.wte.weight, targets, ignore_index=-100)
+        return F.linear(y[:, -1:, :], self.wte.weight)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; the position embedding is left out by default (it does no FLOPs worth counting),
+        the token embedding stays in because it is also the LM head."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.wpe.weight.numel() if non_embedding else n
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per token (forward + backward): 6N for the matmuls with N parameters, plus
+        12 * n_layer * n_embd * T for attention's q k^T and p v (the PaLM paper's estimate)."""
+        T = seq_len or self.config.block_size
+        return 6 * self.num_params() + 12 * self.config.n_layer * self.config.n_embd * T
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, stop_id: int | None = None, generator=None):
+        """Sample up to max_new_tokens continuations of idx (B, T) with a KV cache; yields each new
+        (B, 1) token as it is drawn. Stops early when every row has produced stop_id."""
+        B = idx.shape[0]
+        block = self.config.block_size
+        idx = idx[:, -block:]
+        dtype = self.wte.weight.dtype
+        cache = KVCache(self.config, B, block, idx.device, dtype)
+        logits = self(idx, cache=cache)
+        done = torch.zeros(B, dtype=torch.bool, device=idx.device)
+        history = idx
+        for _ in range(max_new_tokens):
+            nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
+            if stop_id is not None:
+                nxt = torch.where(done[:, None], torch.full_like(nxt, stop_id), nxt)
+                done |= nxt[:, 0] == stop_id
+            yield nxt
+            if stop_id is not None and bool(done.all()):
+                return
+            history = torch.cat([history, nxt], dim=1)
+            if cache.length == block:  # context full: restart the cache on the last half of the window
+                cache = KVCache(self.config, B, block, idx.device, dtype)
+                logits = self(history[:, -(block // 2):], cache=cache)
+            else:
+                logits = self(nxt, cache=cache)
+
+
+def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """One token id per row from (B, vocab) logits: greedy at temperature 0, else softmax(logits / T)
+    restricted to the top_k largest and to the smallest set whose probability reaches top_p."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and 0.0 < top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # drop a token when the tokens ranked above it already reach top_p (the first one always stays)
+        drop = (probs.cumsum(dim=-1) - probs) >= top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+def build_model_config(preset: str | None = None, **overrides) -> GPTConfig:
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return GPTConfig(**{**(PRESETS[preset] if preset else {}), **overrides})

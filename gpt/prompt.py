@@ -1,0 +1,229 @@
+"""The text-to-SQL prompt format: schema serialisation, special tokens, and the loss-mask rule.
+
+One training example is a single token sequence:
+
+    <|schema|> department: id int pk, name text | employee: id int pk, name text, dept_id int fk department.id
+    <|question|> How many employees are there?
+    <|sql|> SELECT COUNT(*) FROM employee <|end|>
+
+(without the line breaks). The model learns to continue a prompt that ends in `<|sql|>` and stops at
+`<|end|>`. The loss mask is 1 exactly on the SQL tokens and on `<|end|>`: the model is taught to write
+SQL, not to reproduce schemas or questions (they are given at inference time anyway).
+
+Mask convention: `mask[i] == 1` means token `ids[i]` is a training *target*, i.e. the loss of predicting
+`ids[i]` from `ids[:i]` counts. A trainer that shifts inputs/targets by one (`x = ids[:-1]`,
+`y = ids[1:]`) uses `mask[1:]` for `y`.
+
+User text (schemas, questions, SQL) is always encoded with `encode_ordinary`, so a question that
+contains the literal text "<|sql|>" becomes ordinary text tokens; only this module inserts control
+tokens, by id.
+
+Schemas that do not fit the token budget are cut by one fixed rule (`fit_schema`):
+  1. the full serialisation with column types;
+  2. without column types (keys are kept: they say how to join);
+  3. dropping whole tables, least relevant first: tables neither named in the question nor having a
+     column named in it go first, later tables before earlier ones; at least one table stays;
+  4. if one table alone is still too long, its text is cut at the budget.
+The rule needs only the schema and the question, so training and inference cut identically.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+SCHEMA_TOKEN = "<|schema|>"
+QUESTION_TOKEN = "<|question|>"
+SQL_TOKEN = "<|sql|>"
+END_TOKEN = "<|end|>"
+ENDOFTEXT_TOKEN = "<|endoftext|>"  # separates unlabeled documents (pretraining text / SQL files)
+SPECIAL_TOKENS = [ENDOFTEXT_TOKEN, SCHEMA_TOKEN, QUESTION_TOKEN, SQL_TOKEN, END_TOKEN]
+
+DEFAULT_MAX_SQL_TOKENS = 96  # room kept for the SQL (and <|end|>) when the schema is fitted
+
+
+# ----------------------------------------------------------------------------------------------------
+# Schema: a plain description of tables, columns, types and keys (built from SQLite files, Spider's
+# tables.json, WikiSQL tables or a user's JSONL; see data/).
+
+
+@dataclass
+class Column:
+    name: str
+    type: str = ""
+    primary_key: bool = False
+    references: tuple[str, str] | None = None  # (table, column) this foreign key points to
+
+    def to_text(self, with_type: bool = True) -> str:
+        parts = [self.name]
+        if with_type and self.type:
+            parts.append(self.type.lower())
+        if self.primary_key:
+            parts.append("pk")
+        if self.references:
+            parts.append(f"fk {self.references[0]}.{self.references[1]}")
+        return " ".join(parts)
+
+
+@dataclass
+class Table:
+    name: str
+    columns: list[Column] = field(default_factory=list)
+
+    def to_text(self, with_types: bool = True) -> str:
+        return f"{self.name}: " + ", ".join(c.to_text(with_types) for c in self.columns)
+
+
+@dataclass
+class Schema:
+    tables: list[Table] = field(default_factory=list)
+
+    def to_text(self, with_types: bool = True) -> str:
+        """The compact serialisation: `table: col type [pk] [fk t.c], ... | table2: ...`."""
+        return " | ".join(t.to_text(with_types) for t in self.tables)
+
+    def table(self, name: str) -> Table:
+        for t in self.tables:
+            if t.name.lower() == name.lower():
+                return t
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return {"tables": [{"name": t.name, "columns": [
+            {"name": c.name, "type": c.type, "primary_key": c.primary_key,
+             "references": list(c.references) if c.references else None} for c in t.columns]}
+            for t in self.tables]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Schema":
+        """Inverse of `to_dict`; raises ValueError on a malformed dict."""
+        try:
+            return cls([Table(t["name"], [Column(c["name"], c.get("type") or "", bool(c.get("primary_key")),
+                                                 tuple(c["references"]) if c.get("references") else None)
+                                          for c in t["columns"]]) for t in d["tables"]])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"malformed schema dict (expected tables[].name/columns[].name): {e}") from e
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def _relevance(table: Table, question_words: set[str]) -> int:
+    """1 when the question names the table or one of its non-key columns (underscores read as spaces)."""
+    names = [table.name] + [c.name for c in table.columns if not c.primary_key]
+    for name in names:
+        parts = _WORD.findall(name.lower())
+        if parts and all(p in question_words or p + "s" in question_words for p in parts):
+            return 1
+    return 0
+
+
+def fit_schema(schema: Schema, question: str, max_tokens: int,
+               count_tokens: Callable[[str], int] = len) -> str:
+    """The schema text, cut by the module's rule to at most `max_tokens` (as counted by count_tokens)."""
+    if max_tokens <= 0:
+        return ""
+    for with_types in (True, False):
+        text = schema.to_text(with_types)
+        if count_tokens(text) <= max_tokens:
+            return text
+    qwords = _words(question)
+    # drop order: irrelevant tables first, and within a relevance class the later tables first
+    order = sorted(range(len(schema.tables)), key=lambda i: (_relevance(schema.tables[i], qwords), -i))
+    kept = set(range(len(schema.tables)))
+    for i in order[:-1]:
+        kept.discard(i)
+        text = Schema([t for j, t in enumerate(schema.tables) if j in kept]).to_text(with_types=False)
+        if count_tokens(text) <= max_tokens:
+            return text
+    # one table left and still too long: cut its text (binary search on characters)
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count_tokens(text[:mid]) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Token sequences
+
+
+def special_token_ids(tokenizer) -> dict[str, int]:
+    """{token text: id} for the prompt's special tokens; ValueError when the tokenizer lacks one."""
+    table = dict(tokenizer.special_tokens)
+    missing = [t for t in SPECIAL_TOKENS if t not in table]
+    if missing:
+        raise ValueError(f"tokenizer has no special token(s) {missing}: train it with "
+                         f"special_tokens=gpt.prompt.SPECIAL_TOKENS (python -m data.prepare does)")
+    return {t: table[t] for t in SPECIAL_TOKENS}
+
+
+def prompt_text(schema_text: str, question: str) -> str:
+    """The prompt as plain text (for display and for corpora that train the tokenizer)."""
+    return f"{SCHEMA_TOKEN}{schema_text}{QUESTION_TOKEN}{question}{SQL_TOKEN}"
+
+
+def encode_prompt(tokenizer, schema_text: str, question: str) -> list[int]:
+    """Token ids of `<|schema|> schema <|question|> question <|sql|>`; user text never becomes a control token."""
+    sp = special_token_ids(tokenizer)
+    return ([sp[SCHEMA_TOKEN]] + tokenizer.encode_ordinary(schema_text) + [sp[QUESTION_TOKEN]]
+            + tokenizer.encode_ordinary(question.strip()) + [sp[SQL_TOKEN]])
+
+
+def encode_example(tokenizer, schema_text: str, question: str, sql: str) -> tuple[list[int], list[int]]:
+    """(ids, mask) of one labelled example: the prompt (mask 0), then the SQL and <|end|> (mask 1)."""
+    prompt = encode_prompt(tokenizer, schema_text, question)
+    target = tokenizer.encode_ordinary(normalize_sql_text(sql)) + [special_token_ids(tokenizer)[END_TOKEN]]
+    return prompt + target, [0] * len(prompt) + [1] * len(target)
+
+
+def encode_text_document(tokenizer, text: str) -> tuple[list[int], list[int]]:
+    """(ids, mask) of one unlabeled document for pretraining: all tokens are targets, then <|endoftext|>."""
+    ids = tokenizer.encode_ordinary(text) + [special_token_ids(tokenizer)[ENDOFTEXT_TOKEN]]
+    return ids, [1] * len(ids)
+
+
+def fit_and_encode_prompt(tokenizer, schema: Schema | str, question: str, block_size: int,
+                          max_sql_tokens: int = DEFAULT_MAX_SQL_TOKENS) -> list[int]:
+    """Prompt ids that leave `max_sql_tokens` free in a context of `block_size` tokens.
+
+    The schema is cut by `fit_schema`; a question too long for what is left is cut from its end.
+    """
+    budget = block_size - max_sql_tokens - 3  # three control tokens
+    q_ids = tokenizer.encode_ordinary(question.strip())
+    if len(q_ids) > budget // 2:
+        q_ids = q_ids[: budget // 2]
+        question = tokenizer.decode(q_ids)
+    schema_budget = budget - len(q_ids)
+    if isinstance(schema, Schema):
+        schema_text = fit_schema(schema, question, schema_budget, lambda s: len(tokenizer.encode_ordinary(s)))
+    else:
+        ids = tokenizer.encode_ordinary(schema)[: max(schema_budget, 0)]
+        schema_text = tokenizer.decode(ids)
+    return encode_prompt(tokenizer, schema_text, question)
+
+
+def decode_sql(tokenizer, ids: Iterable[int]) -> str:
+    """The SQL text of generated ids: everything before the first <|end|> (or any control token)."""
+    specials = set(special_token_ids(tokenizer).values())
+    out = []
+    for i in ids:
+        if i in specials:
+            break
+        out.append(i)
+    return tokenizer.decode(out).strip()
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_sql_text(sql: str) -> str:
+    """Whitespace-only normalisation of gold SQL for training (one line, single spaces, no trailing ';')."""
+    return _SPACES.sub(" ", sql).strip().rstrip(";").strip()

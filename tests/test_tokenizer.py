@@ -1,0 +1,317 @@
+"""gpt.tokenizer.Tokenizer: parity with tiktoken, round trips, special tokens, files, bad input."""
+import base64
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpt.tokenizer import ENDOFTEXT, Tokenizer
+from tests.conftest import shared_path
+
+tiktoken = pytest.importorskip("tiktoken")
+
+
+@pytest.fixture(scope="module")
+def gpt2():
+    """(our Tokenizer, tiktoken.Encoding) on GPT-2's vocabulary, each built from the files."""
+    encoder = shared_path("data", "gpt2", "encoder.json")
+    vocab = shared_path("data", "gpt2", "vocab.bpe")
+    ours = Tokenizer.from_gpt2(encoder, vocab)
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+    ranks = data_gym_to_mergeable_bpe_ranks(str(vocab), str(encoder))
+    theirs = tiktoken.Encoding("gpt2", pat_str=ours.pattern, mergeable_ranks=ranks,
+                               special_tokens={ENDOFTEXT: 50256})
+    assert ours.mergeable_ranks == ranks
+    return ours, theirs
+
+
+@pytest.fixture(scope="module")
+def english():
+    return [shared_path("data", "text", name).read_text(encoding="utf-8")
+            for name in ("tinyshakespeare.txt", "warpeace.txt")]
+
+
+CORPUS = ("SELECT name, age FROM singer WHERE age > 30 ORDER BY age DESC;\n"
+          "How many singers are older than 30? It's the singers' table we'd use.\n"
+          "Les élèves ont réussi. 北京是中国的首都。 Привет, мир! 123 + 4567 = 4690\n") * 40
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A vocabulary trained by us, small enough to be trained in every test run."""
+    return Tokenizer.train([CORPUS, "<|sql|>SELECT 1<|endoftext|>"], vocab_size=380,
+                           special_tokens=[ENDOFTEXT, "<|sql|>", "<|question|>"])
+
+
+# ---------------------------------------------------------------------------- parity with tiktoken
+
+def test_gpt2_parity_on_english_texts(gpt2, english):
+    ours, theirs = gpt2
+    for text in english:
+        ids = ours.encode(text)
+        assert ids == theirs.encode(text)
+        assert ours.decode(ids) == text
+
+
+unicode_text = st.lists(st.one_of(
+    st.text(st.characters(exclude_categories=("Cn", "Cs")), max_size=8),
+    st.sampled_from([" ", "  ", "\n\n", "\t", "\r\n", "\u00a0", "\u3000", "'s", "'ll", "'RE", "\u2019", "0", "123",
+                     "\u0661\u0662", "\u05e9\u05dc\u05d5\u05dd", "\u0645\u0631\u062d\u0628\u0627", "\u4e2d\u6587",
+                     "\u3053\u3093\u306b\u3061\u306f", "\U0001f600", "\U0001f44d\U0001f3fd", "e\u0301", "\u200d",
+                     "\x00", "\x07", "\x1b[0m", "<|endoftext|>", " SELECT", "_id", "=="]),
+), max_size=25).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(unicode_text)
+def test_gpt2_parity_on_generated_text(gpt2, text):
+    ours, theirs = gpt2
+    assert ours.encode_ordinary(text) == theirs.encode_ordinary(text)
+    assert ours.encode(text, allowed_special="all") == theirs.encode(text, allowed_special="all")
+
+
+def test_lone_surrogates_replaced_as_tiktoken_does(gpt2):
+    ours, theirs = gpt2
+    for text in ("\ud800", "a\udfffb", "\ud83d\ude00 joined pair", "x\ud800\ud800y"):
+        assert ours.encode(text) == theirs.encode(text)
+    assert ours.decode(ours.encode("a\ud800b")) == "a\ufffdb"
+
+
+@settings(max_examples=200, deadline=None)
+@given(unicode_text)
+def test_trained_vocab_exported_to_tiktoken_gives_same_ids(small, text):
+    enc = small.to_tiktoken()
+    assert small.encode_ordinary(text) == enc.encode_ordinary(text)
+    assert small.encode(text, allowed_special="all") == enc.encode(text, allowed_special="all")
+
+
+# ---------------------------------------------------------------------------- round trips
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(exclude_categories=("Cs",))))
+def test_decode_encode_round_trip(small, text):
+    assert small.decode(small.encode_ordinary(text)) == text
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=64))
+def test_decode_bytes_round_trip_of_arbitrary_bytes(small, data):
+    # Every byte is a token, so any byte string is a sequence of ids.
+    ids = [small.mergeable_ranks[bytes([b])] for b in data]
+    assert small.decode_bytes(ids) == data
+    assert small.decode(ids) == data.decode("utf-8", errors="replace")
+
+
+def test_stream_decoder_never_splits_a_character(gpt2):
+    ours, _ = gpt2
+    text = "naïve 北京 \U0001f44d\U0001f3fd done"
+    ids = ours.encode(text)
+    # GPT-2 splits these characters across several byte-level tokens: the case that matters.
+    assert any("\ufffd" in ours.decode([i]) for i in ids)
+    decoder = ours.stream_decoder()
+    chunks = [decoder.feed(i) for i in ids] + [decoder.flush()]
+    assert all("\ufffd" not in c for c in chunks)
+    assert "".join(chunks) == text
+
+
+def test_stream_decoder_flush_reports_incomplete_tail(gpt2):
+    ours, _ = gpt2
+    ids = ours.encode("\U0001f44d")
+    assert len(ids) >= 2
+    decoder = ours.stream_decoder()
+    assert "".join(decoder.feed(i) for i in ids[:-1]) == ""
+    assert decoder.flush() == "\ufffd"
+
+
+# ---------------------------------------------------------------------------- special tokens
+
+def test_special_tokens_allowed_disallowed_and_as_text(small):
+    sql = small.special_tokens["<|sql|>"]
+    text = "count<|sql|>SELECT<|endoftext|>"
+    ids = small.encode(text, allowed_special="all")
+    assert sql in ids and small.special_tokens[ENDOFTEXT] in ids
+    assert small.decode(ids) == text
+    only_sql = small.encode(text, allowed_special={"<|sql|>"}, disallowed_special=())
+    assert sql in only_sql and small.special_tokens[ENDOFTEXT] not in only_sql
+    with pytest.raises(ValueError, match=r"<\|endoftext\|>"):
+        small.encode(text, allowed_special={"<|sql|>"})
+    with pytest.raises(ValueError, match="disallowed"):
+        small.encode(text)
+    as_text = small.encode(text, disallowed_special=())
+    assert sql not in as_text and small.decode(as_text) == text
+    assert as_text == small.encode_ordinary(text)
+
+
+def test_special_errors_match_tiktoken(small):
+    enc = small.to_tiktoken()
+    cases = [(set(), "all"), ({"<|sql|>"}, "all"), ("all", "all"), (set(), ()), (set(), {"<|question|>"})]
+    for text in ("plain", "a <|sql|> b", "<|question|><|endoftext|>", "<|sq|>", "<|endoftext|"):
+        for allowed, disallowed in cases:
+            try:
+                expected = enc.encode(text, allowed_special=allowed, disallowed_special=disallowed)
+            except ValueError:
+                with pytest.raises(ValueError):
+                    small.encode(text, allowed_special=allowed, disallowed_special=disallowed)
+            else:
+                assert small.encode(text, allowed_special=allowed, disallowed_special=disallowed) == expected
+
+
+def test_training_never_learns_special_text(small):
+    for special in small.special_tokens:
+        assert special.encode() not in small.mergeable_ranks
+    assert sorted(small.special_tokens.values()) == [377, 378, 379]
+    assert small.n_vocab == 380
+
+
+def test_training_is_deterministic_and_reports_progress():
+    calls = []
+    a = Tokenizer.train([CORPUS], 300, progress=lambda done, total: calls.append((done, total)))
+    b = Tokenizer.train(iter([CORPUS]), 300)
+    assert a.mergeable_ranks == b.mergeable_ranks
+    assert calls[0] == (0, 43) and calls[-1] == (43, 43)
+    # The first merge is the most frequent adjacent pair of the pre-tokenized corpus.
+    from collections import Counter
+
+    import regex
+
+    pairs = Counter()
+    for piece in regex.findall(a.pattern, CORPUS):
+        data = piece.encode()
+        pairs.update(zip(data, data[1:]))
+    best = max(pairs.values())
+    first = a.decode_single_token_bytes(256)
+    assert len(first) == 2 and pairs[(first[0], first[1])] == best
+
+
+# ---------------------------------------------------------------------------- batch, numpy
+
+def test_encode_batch_matches_encode(gpt2, english):
+    ours, _ = gpt2
+    docs = english[0].split("\n\n")[:300] + ["", "<|endoftext|> x"]
+    expected = [ours.encode(d, disallowed_special=()) for d in docs]
+    for threads in (1, 2, 3):
+        assert ours.encode_batch(docs, num_threads=threads, disallowed_special=()) == expected
+    arrays = ours.encode_batch(docs, num_threads=2, disallowed_special=(), numpy=True)
+    assert all(isinstance(a, np.ndarray) and a.tolist() == e for a, e in zip(arrays, expected))
+    with pytest.raises(ValueError, match="disallowed"):
+        ours.encode_batch(docs)
+    assert ours.encode(docs[0], numpy=True).dtype == np.uint32
+
+
+# ---------------------------------------------------------------------------- hard inputs
+
+def test_million_spaces_then_x(gpt2):
+    """tiktoken 0.14 panics on this (its regex backtracks); we must encode it."""
+    ours, theirs = gpt2
+    text = " " * 1_000_000 + "x"
+    ids = ours.encode(text)
+    assert ours.decode(ids) == text
+    small_case = " " * 1000 + "x"  # same structure, small enough for tiktoken
+    assert ours.encode(small_case) == theirs.encode(small_case)
+
+
+def test_long_single_piece_scales_roughly_linearly(gpt2):
+    """'a' * n is one pre-token: it takes the heap path (O(n log n)). Checked by counting work, not
+    by timing: 10x the input must give exactly 10x the tokens, and match tiktoken on a size it can do."""
+    ours, theirs = gpt2
+    assert ours.encode("a" * 3000) == theirs.encode("a" * 3000)
+    n1 = len(ours.encode("a" * 1_000_000))
+    n10 = len(ours.encode("a" * 10_000_000))
+    assert n10 == 10 * n1
+
+
+@pytest.mark.parametrize("bad", [None, 123, b"bytes", ["list"]])
+def test_non_str_input_is_type_error(small, bad):
+    with pytest.raises(TypeError, match="str"):
+        small.encode(bad)
+    with pytest.raises(TypeError, match="str"):
+        small.encode_ordinary(bad)
+
+
+def test_unknown_ids_raise_value_error_naming_the_id(small):
+    for bad in (small.n_vocab, 10**9, -1, 2**40):
+        with pytest.raises(ValueError, match=str(bad)):
+            small.decode([1, bad])
+    with pytest.raises(ValueError, match="4242"):
+        small.decode_bytes(np.array([4242]))
+
+
+# ---------------------------------------------------------------------------- files
+
+def test_save_load_round_trip(small, tmp_path):
+    path = tmp_path / "tok.tiktoken"
+    small.save(path)
+    loaded = Tokenizer.load(path)
+    assert loaded.mergeable_ranks == small.mergeable_ranks
+    assert loaded.special_tokens == small.special_tokens
+    text = "<|sql|>SELECT name FROM singer"
+    assert loaded.encode(text, allowed_special="all") == small.encode(text, allowed_special="all")
+    # The ranks file is tiktoken's own format.
+    from tiktoken.load import load_tiktoken_bpe
+
+    assert load_tiktoken_bpe(str(path)) == small.mergeable_ranks
+
+
+def _corrupt(path, lines):
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+@pytest.mark.parametrize("mutation, message", [
+    (lambda lines: lines[:10] + [b"!!notbase64 10"] + lines[11:], ":11:"),
+    (lambda lines: lines[:5] + [base64.b64encode(b"zz") + b" x"] + lines[6:], ":6:"),
+    (lambda lines: lines[:3] + [lines[3] + b" extra"] + lines[4:], ":4:"),
+    (lambda lines: lines[:7] + [lines[2]] + lines[8:], ":8:"),
+    (lambda lines: lines[:-40] + [lines[-40][:5]], ":"),
+    (lambda lines: lines[:-40], "truncated or modified"),
+])
+def test_corrupt_vocab_file_is_value_error_naming_file_and_line(small, tmp_path, mutation, message):
+    path = tmp_path / "tok.tiktoken"
+    small.save(path)
+    lines = path.read_bytes().rstrip(b"\n").split(b"\n")
+    _corrupt(path, mutation(lines))
+    with pytest.raises(ValueError) as err:
+        Tokenizer.load(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_vocab_without_all_bytes_is_value_error(tmp_path):
+    path = tmp_path / "partial.tiktoken"
+    path.write_bytes(b"".join(base64.b64encode(bytes([b])) + b" %d\n" % b for b in range(200)))
+    with pytest.raises(ValueError, match="partial.tiktoken.*byte 200"):
+        Tokenizer.load(path)
+
+
+def test_corrupt_json_and_missing_file(small, tmp_path):
+    path = tmp_path / "tok.tiktoken"
+    small.save(path)
+    (tmp_path / "tok.tiktoken.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"tok.tiktoken.json:1"):
+        Tokenizer.load(path)
+    with pytest.raises(ValueError, match="cannot read"):
+        Tokenizer.load(tmp_path / "missing.tiktoken")
+
+
+def test_from_gpt2_rejects_mismatched_merges(tmp_path, gpt2):
+    encoder = json.loads(shared_path("data", "gpt2", "encoder.json").read_text())
+    lines = shared_path("data", "gpt2", "vocab.bpe").read_text().splitlines()
+    lines[1], lines[2] = lines[2], lines[1]
+    (tmp_path / "encoder.json").write_text(json.dumps(encoder))
+    (tmp_path / "vocab.bpe").write_text("\n".join(lines))
+    with pytest.raises(ValueError, match=r"vocab.bpe:2"):
+        Tokenizer.from_gpt2(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
+
+
+def test_cli_train_encode_and_errors(tmp_path, capsys):
+    from gpt.tokenizer import main
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(CORPUS)
+    out = tmp_path / "tok.tiktoken"
+    assert main(["train", str(corpus), "--vocab-size", "300", "--special", "<|sql|>", "--out", str(out)]) == 0
+    assert Tokenizer.load(out).n_vocab == 300
+    assert main(["encode", "--tokenizer", str(out), "SELECT 1"]) == 0
+    assert main(["train", str(tmp_path / "nope.txt"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,222 @@
+"""kernels.layer_norm (Triton, forced) against kernels.reference.layer_norm computed in float64.
+
+CPU: Triton's interpreter (TRITON_INTERPRET=1); tests skip without it. GPU: the `cuda` tests.
+Errors are measured relative to the largest reference value of each tensor, so one tolerance per
+dtype works for y (O(1)), dx (O(1)) and dw (a sum over rows, O(sqrt(rows))).
+"""
+import pytest
+import torch
+
+import kernels
+import kernels.layernorm as ln
+from kernels import reference
+from tests import compile_gate
+
+# Relative error allowed per dtype: a few output roundings (fp32 2^-24, fp16 2^-11, bf16 2^-8)
+# times the condition of the op. A wrong formula, a missing term or a wrong eps gives >= 1e-1.
+TOL = {torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+interpreting = pytest.mark.skipif(
+    not compile_gate._interpreting(), reason="Triton on CPU tensors needs TRITON_INTERPRET=1")
+
+
+@pytest.fixture(autouse=True)
+def _force_triton(monkeypatch):
+    monkeypatch.setenv("KERNELS_BACKEND", "triton")
+
+
+def rel_err(got, want):
+    got, want = got.double(), want.double()
+    return ((got - want).abs().max() / want.abs().max().clamp_min(1e-30)).item()
+
+
+def make_inputs(shape, dtype, device="cpu", residual=True, weight=True, bias=True, seed=0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    n = shape[-1]
+
+    def rnd(*s, scale=1.0, shift=0.0):
+        return (torch.randn(*s, generator=g) * scale + shift).to(device=device, dtype=dtype).requires_grad_()
+
+    x = rnd(*shape, scale=2.0, shift=0.5)  # a non-zero mean, so the centring matters
+    r = rnd(*shape) if residual else None
+    w = rnd(n, scale=0.5, shift=1.0) if weight else None
+    b = rnd(n, scale=0.5) if bias else None
+    return x, r, w, b
+
+
+def check_against_reference(x, r, w, b, eps=1e-5, grad_h=True):
+    """Forward and every gradient of kernels.layer_norm vs the float64 reference."""
+    dtype = x.dtype
+    out = kernels.layer_norm(x, w, b, eps=eps, residual=r)
+    leaves64 = [t.detach().double().requires_grad_() if t is not None else None for t in (x, r, w, b)]
+    ref = reference.layer_norm(leaves64[0], leaves64[2], leaves64[3], eps=eps, residual=leaves64[1])
+    y, y64 = (out[0], ref[0]) if r is not None else (out, ref)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert rel_err(y, y64) < TOL[dtype], f"y: {rel_err(y, y64)}"
+    g = torch.Generator().manual_seed(1)
+    dy = torch.randn(x.shape, generator=g).to(dtype)
+    loss, loss64 = (y.float() * dy.float()).sum(), (y64 * dy.double()).sum()
+    if r is not None:
+        h, h64 = out[1], ref[1]
+        assert rel_err(h, h64) < TOL[dtype], f"h: {rel_err(h, h64)}"
+        if grad_h:  # the next residual stream also gets a gradient (the dh_out path)
+            dh = torch.randn(x.shape, generator=g).to(dtype)
+            loss, loss64 = loss + (h.float() * dh.float()).sum(), loss64 + (h64 * dh.double()).sum()
+    loss.backward()
+    loss64.backward()
+    for name, t, t64 in zip("x residual weight bias".split(), (x, r, w, b), leaves64):
+        if t is None:
+            continue
+        assert t.grad is not None and t.grad.dtype == t.dtype, name
+        assert rel_err(t.grad, t64.grad) < TOL[dtype], f"d{name}: {rel_err(t.grad, t64.grad)}"
+
+
+@interpreting
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("n", [1, 7, 1023, 1500])
+def test_values_and_grads(dtype, n):
+    x, r, w, b = make_inputs((2, 3, n), dtype, seed=n)
+    check_against_reference(x, r, w, b)
+
+
+@interpreting
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_wide_rows_use_tiled_backward(dtype):
+    # 4099 > FUSED_BWD_MAX_WIDTH: dh in column tiles + the column-parallel dw/db kernel.
+    assert 4099 > ln.FUSED_BWD_MAX_WIDTH
+    x, r, w, b = make_inputs((3, 4099), dtype, seed=3)
+    check_against_reference(x, r, w, b)
+
+
+@interpreting
+@pytest.mark.parametrize("residual,weight,bias", [(False, True, True), (False, False, False),
+                                                  (True, True, False), (True, False, True)])
+def test_optional_inputs(residual, weight, bias):
+    x, r, w, b = make_inputs((4, 37), torch.float32, residual=residual, weight=weight, bias=bias)
+    check_against_reference(x, r, w, b)
+
+
+@interpreting
+def test_one_row_and_unused_h_and_eps():
+    x, r, w, b = make_inputs((1, 64), torch.float32, seed=5)
+    check_against_reference(x, r, w, b, eps=1e-2, grad_h=False)
+
+
+@interpreting
+def test_non_contiguous_input():
+    base, r, w, b = make_inputs((8, 96), torch.float32, seed=6)
+    x = base.detach()[:, ::2].requires_grad_()  # a leaf with row stride 96, column stride 2
+    assert not x.is_contiguous()
+    r2 = r.detach()[:, :48].clone().requires_grad_()
+    check_against_reference(x, r2, w[:48].detach().clone().requires_grad_(),
+                            b[:48].detach().clone().requires_grad_())
+
+
+@interpreting
+def test_backward_is_deterministic():
+    x, r, w, b = make_inputs((37, 300), torch.float32, seed=7)
+    grads = []
+    for _ in range(2):
+        for t in (x, r, w, b):
+            t.grad = None
+        y, h = kernels.layer_norm(x, w, b, residual=r)
+        (y.square().sum() + h.sum()).backward()
+        grads.append([t.grad.clone() for t in (x, r, w, b)])
+    for a, c in zip(*grads):
+        assert torch.equal(a, c)
+
+
+@interpreting
+def test_no_grad_inputs():
+    x, r, w, b = (t.detach() for t in make_inputs((5, 33), torch.float16, seed=8))
+    with torch.no_grad():
+        y, h = kernels.layer_norm(x, w, b, residual=r)
+    y64, h64 = reference.layer_norm(x.double(), w.double(), b.double(), residual=r.double())
+    assert rel_err(y, y64) < TOL[torch.float16] and rel_err(h, h64) < TOL[torch.float16]
+
+
+@interpreting
+def test_wider_than_fused_limit_falls_back_to_pytorch():
+    x, r, w, b = make_inputs((2, ln.MAX_FUSED_WIDTH + 3), torch.float32, seed=9)
+    check_against_reference(x, r, w, b)
+
+
+def test_torch_backend_matches_reference(monkeypatch):
+    monkeypatch.setenv("KERNELS_BACKEND", "torch")
+    x, r, w, b = make_inputs((3, 5, 40), torch.float32, seed=10)
+    check_against_reference(x, r, w, b)
+
+
+# ---- compile gate: every kernel at every configuration the launchers use, for sm_80 and sm_90 ----
+
+def gate_specs():
+    """The configurations the launcher uses: each BLOCK_N/num_warps pair of launch_config() up to
+    the fused limits, all features on (the most registers), in bf16 and fp32."""
+    specs = []
+    fwd_widths = [2 ** k for k in range(9, 15)]  # 512 .. 16384 (narrower rows use fewer registers)
+    for dt in ("bf16", "fp32"):
+        p = "*" + dt
+        for n in fwd_widths:
+            block_n, warps = ln.launch_config(n)
+            specs.append(compile_gate.CompileSpec(
+                ln._layer_norm_fwd_kernel,
+                dict(X=p, R=p, W=p, B=p, Y=p, H=p, Mean="*fp32", Rstd="*fp32", stride_x="i32",
+                     stride_r="i32", stride_y="i32", stride_h="i32", N="i32", eps="fp32"),
+                dict(HAS_RESIDUAL=True, HAS_WEIGHT=True, HAS_BIAS=True, BLOCK_N=block_n), warps, 1,
+                divisible_by_16=("X", "R", "W", "B", "Y", "H", "stride_x", "stride_r", "stride_y",
+                                 "stride_h")))
+            if n <= ln.FUSED_BWD_MAX_WIDTH:
+                specs.append(compile_gate.CompileSpec(
+                    ln._layer_norm_bwd_kernel,
+                    dict(DY=p, DH_OUT=p, H=p, W=p, Mean="*fp32", Rstd="*fp32", DH=p,
+                         DW_PARTIAL="*fp32", DB_PARTIAL="*fp32", stride_dy="i32",
+                         stride_dh_out="i32", stride_h="i32", stride_dh="i32", M="i32", N="i32",
+                         rows_per_program="i32"),
+                    dict(HAS_DH_OUT=True, HAS_WEIGHT=True, HAS_BIAS=True, BLOCK_N=block_n), warps, 1,
+                    divisible_by_16=("DY", "DH_OUT", "H", "W", "DH", "stride_dy", "stride_dh_out",
+                                     "stride_h", "stride_dh")))
+        specs.append(compile_gate.CompileSpec(
+            ln._layer_norm_bwd_dh_wide_kernel,
+            dict(DY=p, DH_OUT=p, H=p, W=p, Mean="*fp32", Rstd="*fp32", DH=p, stride_dy="i32",
+                 stride_dh_out="i32", stride_h="i32", stride_dh="i32", N="i32"),
+            dict(HAS_DH_OUT=True, HAS_WEIGHT=True, TILE_N=ln.WIDE_TILE_N), ln.WIDE_NUM_WARPS, 1,
+            divisible_by_16=("DY", "DH_OUT", "H", "W", "DH", "stride_dy", "stride_dh_out",
+                             "stride_h", "stride_dh")))
+        specs.append(compile_gate.CompileSpec(
+            ln._layer_norm_bwd_dwdb_kernel,
+            dict(DY=p, H=p, Mean="*fp32", Rstd="*fp32", DW_PARTIAL="*fp32", DB_PARTIAL="*fp32",
+                 stride_dy="i32", stride_h="i32", M="i32", N="i32", rows_per_program="i32"),
+            dict(HAS_WEIGHT=True, HAS_BIAS=True, BLOCK_M=ln.DWDB_BLOCK_M, BLOCK_N=ln.DWDB_BLOCK_N),
+            ln.DWDB_NUM_WARPS, 1, divisible_by_16=("DY", "H", "stride_dy", "stride_h")))
+    return specs
+
+
+@pytest.mark.skipif(not compile_gate.available()[0], reason=compile_gate.available()[1])
+def test_compile_gate_sm80_sm90():
+    usages = compile_gate.check_all(gate_specs())
+    assert len(usages) == 2 * len(gate_specs())
+    assert all(u.registers > 0 for u in usages)
+
+
+# ---- GPU: realistic shapes in bf16/fp16/fp32 ----
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("n", [768, 1023, 1500, 4099, 8192, 16384])
+def test_cuda_values_and_grads(dtype, n):
+    x, r, w, b = make_inputs((4, 512, n) if n <= 4099 else (2, 256, n), dtype, device="cuda", seed=n)
+    check_against_reference(x, r, w, b)
+
+
+@pytest.mark.cuda
+def test_cuda_backward_is_deterministic():
+    x, r, w, b = make_inputs((8192, 768), torch.bfloat16, device="cuda", seed=11)
+    grads = []
+    for _ in range(2):
+        for t in (x, r, w, b):
+            t.grad = None
+        y, h = kernels.layer_norm(x, w, b, residual=r)
+        (y.float().square().sum() + h.float().sum()).backward()
+        grads.append([t.grad.clone() for t in (x, r, w, b)])
+    for a, c in zip(*grads):
+        assert torch.equal(a, c)

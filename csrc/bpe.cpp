@@ -1,7 +1,9 @@
 #include "bpe.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <memory>
 #include <queue>
 
 #include "pretokenize.h"
@@ -53,8 +55,7 @@ void BytesToRank::build(const std::vector<std::string_view>& keys_by_rank) {
   }
 }
 
-Rank BytesToRank::find(const char* p, size_t n) const {
-  const uint64_t h = hash_bytes(p, n);
+Rank BytesToRank::find(const char* p, size_t n, uint64_t h) const {
   for (uint64_t i = h & mask_;; i = (i + 1) & mask_) {
     const Slot& s = slots_[i];
     if (s.rank == kNoRank) return kNoRank;
@@ -83,8 +84,11 @@ void PairToRank::insert(Rank a, Rank b, Rank merged) {
 // ---------------------------------------------------------------------------------------------
 // Vocabulary
 
+static std::atomic<uint64_t> next_vocab_serial{1};
+
 Vocab::Vocab(std::vector<std::string> tokens, std::vector<Rank> ranks,
-             std::vector<std::pair<std::string, Rank>> specials) {
+             std::vector<std::pair<std::string, Rank>> specials)
+    : serial_(next_vocab_serial.fetch_add(1)) {
   if (tokens.size() != ranks.size()) throw std::invalid_argument("tokens and ranks differ in length");
   Rank max_rank = 0, max_id = 0;
   for (Rank r : ranks) max_rank = std::max(max_rank, r);
@@ -159,13 +163,53 @@ void Vocab::decode(const Rank* ids, size_t n, std::string& out) const {
 
 constexpr size_t kSmallPiece = 128;  // longer pieces take the heap path
 
+namespace {
+// Per-thread, direct-mapped cache: piece bytes -> ids. An entry belongs to the vocabulary whose
+// serial it carries, so several vocabularies can share a thread without mixing results.
+constexpr size_t kCacheEntries = 8192;
+constexpr size_t kCacheMaxBytes = 22;
+constexpr size_t kCacheMaxTokens = 8;
+struct CacheEntry {
+  uint64_t serial;  // 0: empty
+  uint64_t hash;
+  uint8_t len, ntok;
+  char bytes[kCacheMaxBytes];
+  Rank toks[kCacheMaxTokens];
+};
+CacheEntry* piece_cache() {
+  // Heap-allocated (not a thread_local array): a large static TLS block can fail to load in a
+  // dlopen'ed Python extension.
+  thread_local std::unique_ptr<CacheEntry[]> cache(new CacheEntry[kCacheEntries]());
+  return cache.get();
+}
+}  // namespace
+
 void Vocab::encode_piece(const char* p, size_t n, std::vector<Rank>& out) const {
   const auto* u = reinterpret_cast<const uint8_t*>(p);
   if (n == 1) { out.push_back(byte_rank_[u[0]]); return; }
-  const Rank whole = token_to_rank_.find(p, n);  // as tiktoken: a piece that is a token is that token
-  if (whole != kNoRank) { out.push_back(whole); return; }
-  if (n <= kSmallPiece) merge_small(u, n, out);
+  const uint64_t h = hash_bytes(p, n);
+  CacheEntry* entry = nullptr;
+  if (n <= kCacheMaxBytes) {
+    entry = &piece_cache()[h & (kCacheEntries - 1)];
+    if (entry->serial == serial_ && entry->hash == h && entry->len == n && std::memcmp(entry->bytes, p, n) == 0) {
+      out.insert(out.end(), entry->toks, entry->toks + entry->ntok);
+      return;
+    }
+  }
+  const size_t before = out.size();
+  const Rank whole = token_to_rank_.find(p, n, h);  // as tiktoken: a piece that is a token is that token
+  if (whole != kNoRank) out.push_back(whole);
+  else if (n <= kSmallPiece) merge_small(u, n, out);
   else merge_large(u, n, out);
+  const size_t produced = out.size() - before;
+  if (entry && produced <= kCacheMaxTokens) {
+    entry->serial = serial_;
+    entry->hash = h;
+    entry->len = uint8_t(n);
+    entry->ntok = uint8_t(produced);
+    std::memcpy(entry->bytes, p, n);
+    std::copy(out.begin() + before, out.end(), entry->toks);
+  }
 }
 
 void Vocab::merge_small(const uint8_t* p, size_t n, std::vector<Rank>& out) const {

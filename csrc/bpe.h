@@ -8,6 +8,8 @@
 //   * Pair lookups are by rank, not by bytes: every part is a token, so "the rank of
 //     bytes(a) + bytes(b)" is a function of (rank a, rank b), precomputed into an integer hash
 //     map from every token's every split into two tokens.
+//   * A small per-thread cache maps recent pieces to their ids (text is Zipfian: most pieces are
+//     common words), which skips hashing into the large vocabulary table and merging.
 //   * Short pieces merge in small arrays (no heap allocation); long pieces use a min-heap of
 //     (rank, position) over a linked list, O(n log n) instead of tiktoken's O(n^2).
 #pragma once
@@ -32,7 +34,8 @@ uint64_t hash_bytes(const char* p, size_t n);
 class BytesToRank {
  public:
   void build(const std::vector<std::string_view>& keys_by_rank);
-  Rank find(const char* p, size_t n) const;
+  Rank find(const char* p, size_t n) const { return find(p, n, hash_bytes(p, n)); }
+  Rank find(const char* p, size_t n, uint64_t hash) const;  // `hash` = hash_bytes(p, n)
  private:
   struct Slot { uint64_t hash; Rank rank; };
   std::vector<Slot> slots_;
@@ -97,6 +100,7 @@ class Vocab {
   std::unordered_map<std::string, Rank> specials_;
   Rank byte_rank_[256];
   size_t n_vocab_ = 0;
+  uint64_t serial_;  // unique per Vocab: tags this vocabulary's entries in the per-thread piece cache
 };
 
 struct UnknownToken : std::runtime_error {

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted; resume with --resume (continues from the last checkpoint)", file=sys.stderr)
         return 130
-    if summary.get("loss") is not None:
+    if summary.get("is_main") and summary.get("loss") is not None:
         print(f"[train] done: step {summary['step']}, loss {summary['loss']:.4f}"
               + (f", val loss {summary['val_loss']:.4f}" if summary.get("val_loss") is not None else "")
               + f" -> {summary['out_dir']}", file=sys.stderr)

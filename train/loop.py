@@ -286,4 +286,4 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
             say(f"[train] could not plot the loss curve: {e}")
     return {"step": step, "loss": last_log.get("loss"), "val_loss": last_val,
             "tokens_per_s": last_log.get("tokens_per_s"), "mfu": last_log.get("mfu"),
-            "out_dir": str(out_dir)}
+            "out_dir": str(out_dir), "is_main": main}

@@ -1,16 +1,218 @@
-"""Fused cross-entropy and linear (LM head) + cross-entropy.
+"""Fused cross-entropy, and the language-model head + cross-entropy that never builds the logits.
 
-The Triton kernels land with issue 3; until then every backend runs PyTorch's own ops.
+Per row i with logits x (V entries), target t, label smoothing s and z-loss weight z:
+    lse  = log(sum_j exp(x_j))
+    loss = (1 - s) * (lse - x_t) + s * (lse - mean_j x_j) + z * lse^2
+    dloss/dx_j = p_j * (1 + 2 z lse) - s / V - (1 - s) * [j == t],    p_j = exp(x_j - lse)
+Rows whose target is `ignore_index` have loss 0 and gradient 0; "mean" divides by the kept rows.
+
+The Triton kernel runs one program per row. Pass 1 streams the row in BLOCK_V blocks with an
+online softmax: a running max m and a running sum s of exp(x - m), rescaled by exp(m_old - m_new)
+whenever the max grows, so max and sum come from a single read. Pass 2 (only when a gradient is
+wanted) reads the row again and writes the gradient: the gradient is made in the forward pass,
+which saves the backward from reading the logits a third time. All math is fp32 and the
+true-class term p_t - 1 is formed in fp32 before the single store (a bf16 read-modify-write of
+p_t loses every bit of 1 - p_t when the model is confident). Row offsets are int64: 16384 rows x
+50257 logits is past 2^31.
+
+`cross_entropy` writes the gradient into a new buffer, never into `logits`: the logits may be
+needed by another op's backward (writing into them in place silently corrupts that gradient).
+`linear_cross_entropy` owns its chunk of logits, so there the gradient overwrites the chunk.
 """
 import torch
 import torch.nn.functional as F
+import triton
+import triton.language as tl
 
 from kernels.backend import use_triton
 
+REDUCTIONS = ("mean", "sum", "none")
+MAX_BLOCK_V = 4096
+
+
+@triton.jit
+def _cross_entropy_kernel(
+    LOGITS, GRAD, TARGETS, LOSS, GRAD_SCALE,
+    stride_logits, stride_grad,
+    V, ignore_index, label_smoothing, z_loss,
+    HAS_GRAD: tl.constexpr, SCALE_PER_ROW: tl.constexpr,
+    HAS_SMOOTHING: tl.constexpr, HAS_Z_LOSS: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    logits_row = LOGITS + row * stride_logits
+    grad_row = GRAD + row * stride_grad
+    target = tl.load(TARGETS + row).to(tl.int64)
+    if target == ignore_index:
+        tl.store(LOSS + row, 0.0)
+        if HAS_GRAD:
+            for start in range(0, V, BLOCK_V):
+                cols = start + tl.arange(0, BLOCK_V)
+                tl.store(grad_row + cols, tl.zeros([BLOCK_V], dtype=GRAD.dtype.element_ty), mask=cols < V)
+        return
+
+    # Pass 1: online softmax statistics relative to the running max m:
+    #   S = sum_j exp(x_j - m),  S_other = sum_{j != t} exp(x_j - m)   (rescaled when m grows)
+    # S_other gives q = 1 - p_t = S_other / S to full fp32 precision even when p_t rounds to 1.
+    m = -float("inf")
+    sum_exp = 0.0
+    sum_other = 0.0
+    sum_x = 0.0
+    for start in range(0, V, BLOCK_V):
+        cols = start + tl.arange(0, BLOCK_V)
+        mask = cols < V
+        x = tl.load(logits_row + cols, mask=mask, other=-float("inf")).to(tl.float32)
+        m_new = tl.maximum(m, tl.max(x, axis=0))
+        rescale = tl.exp(m - m_new)
+        e = tl.exp(x - m_new)
+        sum_exp = sum_exp * rescale + tl.sum(e, axis=0)
+        sum_other = sum_other * rescale + tl.sum(tl.where(cols == target, 0.0, e), axis=0)
+        m = m_new
+        if HAS_SMOOTHING:
+            sum_x += tl.sum(tl.where(mask, x, 0.0), axis=0)
+    log_s = tl.log(sum_exp)
+    lse = m + log_s
+    x_target = tl.load(logits_row + target).to(tl.float32)
+    q = sum_other / sum_exp                          # 1 - p_t
+    p_target = tl.exp(x_target - m) / sum_exp
+    # -log p_t: (m - x_t) + log S is exact for large |logits| (no lse rounding); when the model is
+    # confident (q small) log S rounds to ~0, so use -log(1 - q) = q + q^2/2 + q^3/3 + ...
+    nll = tl.where(q < 1e-3, q + q * q * (0.5 + q / 3.0), (m - x_target) + log_s)
+    loss = nll
+    if HAS_SMOOTHING:
+        # s * (lse - mean_j x_j), the cross-entropy against the uniform distribution
+        loss = (1.0 - label_smoothing) * nll + label_smoothing * ((m - sum_x / V) + log_s)
+    if HAS_Z_LOSS:
+        loss += z_loss * lse * lse
+    tl.store(LOSS + row, loss)
+
+    # Pass 2: the gradient, already multiplied by the reduction's scale (1/kept rows for "mean",
+    # or the per-row upstream gradient when it is known). p_j = exp(x_j - m) / S (not
+    # exp(x_j - lse): lse carries an absolute rounding error of ulp(lse), large for big logits).
+    # True class: p_t - 1 = -q, from S_other, so it keeps its bits when p_t is near 1.
+    if HAS_GRAD:
+        if SCALE_PER_ROW:
+            scale = tl.load(GRAD_SCALE + row).to(tl.float32)
+        else:
+            scale = tl.load(GRAD_SCALE).to(tl.float32)
+        inv_s = 1.0 / sum_exp
+        p_factor = 1.0
+        if HAS_Z_LOSS:
+            p_factor = 1.0 + 2.0 * z_loss * lse
+        # dloss/dx_t = p_t (1 + 2 z lse) - s / V - (1 - s) = -(1 - s) q + s p_t - s / V + 2 z lse p_t
+        g_target = -q
+        if HAS_SMOOTHING:
+            g_target = -(1.0 - label_smoothing) * q + label_smoothing * (p_target - 1.0 / V)
+        if HAS_Z_LOSS:
+            g_target += 2.0 * z_loss * lse * p_target
+        for start in range(0, V, BLOCK_V):
+            cols = start + tl.arange(0, BLOCK_V)
+            mask = cols < V
+            x = tl.load(logits_row + cols, mask=mask, other=0.0).to(tl.float32)
+            g = tl.exp(x - m) * inv_s * p_factor
+            if HAS_SMOOTHING:
+                g = g - label_smoothing / V
+            g = tl.where(cols == target, g_target, g)
+            tl.store(grad_row + cols, (g * scale).to(GRAD.dtype.element_ty), mask=mask)
+
+
+def launch_config(v: int) -> tuple[int, int]:
+    """(BLOCK_V, num_warps): blocks of up to 4096 logits, 8-16 per thread."""
+    block_v = min(triton.next_power_of_2(v), MAX_BLOCK_V)
+    return block_v, max(1, min(8, block_v // 256))
+
+
+def _launch(logits2d, grad, targets, loss_rows, grad_scale, ignore_index, label_smoothing=0.0,
+            z_loss=0.0, scale_per_row=False):
+    """Run the kernel over the rows of `logits2d` (unit column stride). `grad` may be None (loss
+    only) or `logits2d` itself (in-place, only for buffers this module owns)."""
+    m, v = logits2d.shape
+    if m == 0:
+        return
+    block_v, num_warps = launch_config(v)
+    has_grad = grad is not None
+    g = grad if has_grad else logits2d  # placeholder pointers, never touched without a gradient
+    grad_scale = grad_scale if grad_scale is not None else loss_rows
+    _cross_entropy_kernel[(m,)](
+        logits2d, g, targets, loss_rows, grad_scale,
+        logits2d.stride(0), g.stride(0),
+        v, ignore_index, float(label_smoothing), float(z_loss),
+        HAS_GRAD=has_grad, SCALE_PER_ROW=scale_per_row,
+        HAS_SMOOTHING=label_smoothing > 0.0, HAS_Z_LOSS=z_loss > 0.0,
+        BLOCK_V=block_v, num_warps=num_warps,
+    )
+
+
+def _rows(t: torch.Tensor, n: int) -> torch.Tensor:
+    t2 = t.reshape(-1, n)
+    return t2 if t2.stride(-1) == 1 else t2.contiguous()
+
+
+def _reduce(loss_rows, kept, reduction, shape, dtype):
+    if reduction == "none":
+        return loss_rows.view(shape).to(dtype)
+    if reduction == "sum":
+        return loss_rows.sum().to(dtype)
+    return (loss_rows.sum() / kept).to(dtype)  # all rows ignored: 0/0 = NaN, as F.cross_entropy
+
+
+def _grad_scale(kept, reduction):
+    """The factor the forward bakes into the gradient: 1/kept rows for "mean", else 1 (on device,
+    so no host sync; all rows ignored: every gradient row is 0 anyway)."""
+    if reduction == "mean":
+        return (1.0 / kept.clamp_min(1)).reshape(1)
+    return torch.ones(1, dtype=torch.float32, device=kept.device)
+
+
+def _check_reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+
+
+class _CrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, targets, ignore_index, reduction, label_smoothing, z_loss):
+        v = logits.shape[-1]
+        x2 = _rows(logits, v)
+        t = targets.reshape(-1).contiguous()
+        if t.shape[0] != x2.shape[0]:
+            raise ValueError(f"targets hold {t.shape[0]} entries for {x2.shape[0]} rows of logits")
+        kept = (t != ignore_index).sum(dtype=torch.float32)
+        loss_rows = torch.empty(x2.shape[0], dtype=torch.float32, device=x2.device)
+        # A fresh buffer for the gradient: never written into `logits` (see the module docstring).
+        grad = torch.empty_like(x2) if ctx.needs_input_grad[0] else None
+        _launch(x2, grad, t, loss_rows, _grad_scale(kept, reduction), ignore_index,
+                label_smoothing, z_loss)
+        ctx.grad = grad
+        ctx.reduction = reduction
+        ctx.logits_shape = logits.shape
+        return _reduce(loss_rows, kept, reduction, targets.shape, logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad = ctx.grad
+        if grad is None:
+            raise RuntimeError("kernels.cross_entropy: backward ran twice through the same graph "
+                               "(retain_graph); its stored gradient is scaled in place once")
+        ctx.grad = None
+        # The buffer is ours and used only here, so scale it in place (no second logits-sized
+        # allocation). "mean"/"sum": one scalar; "none": one factor per row.
+        if ctx.reduction == "none":
+            grad.mul_(grad_output.reshape(-1, 1).to(grad.dtype))
+        else:
+            grad.mul_(grad_output.to(grad.dtype))
+        return grad.view(ctx.logits_shape), None, None, None, None, None
+
 
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0):
+    """Softmax cross-entropy over the last dim of `logits` (any leading shape, matching `targets`).
+
+    Same meaning as F.cross_entropy(logits.view(-1, V), targets.view(-1), ...) plus an optional
+    z-loss term z * logsumexp^2 per kept row; the loss has the logits' dtype."""
+    _check_reduction(reduction)
     if use_triton(logits):
-        raise NotImplementedError("the Triton cross-entropy kernel is not written yet (issue 3)")
+        return _CrossEntropy.apply(logits, targets, ignore_index, reduction, float(label_smoothing),
+                                   float(z_loss))
     x = logits.reshape(-1, logits.shape[-1])
     t = targets.reshape(-1)
     loss = F.cross_entropy(x.float(), t, ignore_index=ignore_index, reduction="none",
@@ -23,14 +225,151 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", label_sm
         return loss.reshape(targets.shape).to(logits.dtype)
     if reduction == "sum":
         return loss.sum().to(logits.dtype)
-    if reduction == "mean":
-        return (loss.sum() / (t != ignore_index).sum()).to(logits.dtype)
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+    return (loss.sum() / (t != ignore_index).sum()).to(logits.dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# Linear + cross-entropy (the LM head and its loss), chunked over tokens.
+#
+# For each chunk of rows: logits = x_c @ W^T (+ b) -> the Triton kernel turns the chunk into its
+# loss and, in place, its gradient G -> dX_c = G @ W, dW += G^T @ x_c (fp32), db += sum_rows G.
+# The matmuls stay in torch (cuBLAS): they are 95% of the FLOPs and cuBLAS runs them near the
+# card's peak, which a hand-written Triton GEMM would at best match; the part worth fusing is the
+# softmax/gradient, which never needs the full (tokens x vocab) logits in memory.
+# ------------------------------------------------------------------------------------------------
+
+def chunk_rows(m: int, d: int, v: int) -> int:
+    """Rows per chunk: a chunk of logits about as large as x, and at least twice W's size.
+
+    Each chunk pays one read-modify-write of the fp32 dW (2 x 4 x V x D bytes), so chunks much
+    smaller than ~2D rows spend more time on that than on their logits."""
+    target = max(m * d, 2 * v * d)
+    return max(1, min(m, triton.next_power_of_2(triton.cdiv(target, v))))
+
+
+_ADDMM_OUT_DTYPE_OK = True
+
+
+def _accumulate_matmul_fp32(acc, a, b):
+    """acc += a @ b with acc in fp32 and a, b possibly half precision."""
+    global _ADDMM_OUT_DTYPE_OK
+    if a.dtype == torch.float32:
+        acc.addmm_(a, b)
+        return
+    if _ADDMM_OUT_DTYPE_OK and a.is_cuda:
+        try:  # one cuBLAS call accumulating straight into the fp32 buffer (torch >= 2.8)
+            torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
+            return
+        except (TypeError, RuntimeError, NotImplementedError):
+            _ADDMM_OUT_DTYPE_OK = False
+    acc.add_(a @ b)  # the half-precision product of one chunk, summed across chunks in fp32
+
+
+def _compute_dtype(x):
+    if torch.is_autocast_enabled(x.device.type) and x.is_floating_point():
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def _linear_ce_pass(x2, w, b, t, grad_scale, ignore_index, rows_per_chunk, loss_rows, want_dx,
+                    want_dw, want_db, scale_per_row):
+    """One sweep over the row chunks; returns (dx, dw fp32, db fp32), each None when not wanted."""
+    m, d = x2.shape
+    v = w.shape[0]
+    want_grad = want_dx or want_dw or want_db
+    dx = torch.empty_like(x2) if want_dx else None
+    dw = torch.zeros((v, d), dtype=torch.float32, device=x2.device) if want_dw else None
+    db = torch.zeros(v, dtype=torch.float32, device=x2.device) if want_db else None
+    for start in range(0, m, rows_per_chunk):
+        end = min(start + rows_per_chunk, m)
+        xc = x2[start:end]
+        logits = torch.addmm(b, xc, w.t()) if b is not None else xc @ w.t()
+        scale = grad_scale[start:end] if scale_per_row else grad_scale
+        _launch(logits, logits if want_grad else None, t[start:end], loss_rows[start:end], scale,
+                ignore_index, scale_per_row=scale_per_row)
+        if want_dx:
+            torch.mm(logits, w, out=dx[start:end])
+        if want_dw:
+            _accumulate_matmul_fp32(dw, logits.t(), xc)
+        if want_db:
+            db += logits.sum(0, dtype=torch.float32)
+    return dx, dw, db
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, targets, bias, ignore_index, reduction, rows_per_chunk):
+        d = x.shape[-1]
+        cdt = _compute_dtype(x)
+        x2 = _rows(x, d).to(cdt)
+        w = weight.to(cdt).contiguous()
+        b = bias.to(cdt) if bias is not None else None
+        t = targets.reshape(-1).contiguous()
+        m = x2.shape[0]
+        if t.shape[0] != m:
+            raise ValueError(f"targets hold {t.shape[0]} entries for {m} rows of x")
+        rows_per_chunk = rows_per_chunk or chunk_rows(m, d, w.shape[0])
+        kept = (t != ignore_index).sum(dtype=torch.float32)
+        loss_rows = torch.empty(m, dtype=torch.float32, device=x.device)
+        need = ctx.needs_input_grad
+        want_dx, want_dw, want_db = need[0], need[1], bias is not None and need[3]
+        ctx.meta = (x.shape, x.dtype, weight.dtype, None if bias is None else bias.dtype,
+                    ignore_index, reduction, rows_per_chunk)
+        with torch.autocast(x.device.type, enabled=False):
+            if reduction == "none" and (want_dx or want_dw or want_db):
+                # Per-row upstream gradients are unknown until backward and dW mixes all rows,
+                # so "none" computes only the loss now and sweeps again in backward.
+                _linear_ce_pass(x2, w, b, t, None, ignore_index, rows_per_chunk, loss_rows,
+                                False, False, False, False)
+                ctx.save_for_backward(x2, w, b, t)
+                ctx.grads = None
+            else:
+                grads = _linear_ce_pass(x2, w, b, t, _grad_scale(kept, reduction), ignore_index,
+                                        rows_per_chunk, loss_rows, want_dx, want_dw, want_db, False)
+                ctx.grads = grads
+        return _reduce(loss_rows, kept, reduction, targets.shape, x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x_shape, x_dtype, w_dtype, b_dtype, ignore_index, reduction, rows_per_chunk = ctx.meta
+        need = ctx.needs_input_grad
+        if reduction == "none":
+            x2, w, b, t = ctx.saved_tensors
+            scale = grad_output.reshape(-1).float().contiguous()
+            loss_rows = torch.empty(x2.shape[0], dtype=torch.float32, device=x2.device)
+            with torch.autocast(x2.device.type, enabled=False):
+                dx, dw, db = _linear_ce_pass(x2, w, b, t, scale, ignore_index, rows_per_chunk,
+                                             loss_rows, need[0], need[1], b is not None and need[3],
+                                             True)
+        else:
+            # The forward already made the gradients for an upstream gradient of 1: scale them
+            # (out of place: a second backward with retain_graph stays right).
+            dx, dw, db = ctx.grads
+            g = grad_output.float()
+            dx = dx * g.to(dx.dtype) if dx is not None else None
+            dw = dw * g if dw is not None else None
+            db = db * g if db is not None else None
+        dx = dx.view(x_shape).to(x_dtype) if dx is not None and need[0] else None
+        dw = dw.to(w_dtype) if dw is not None and need[1] else None
+        db = db.to(b_dtype) if db is not None and need[3] else None
+        return dx, dw, None, db, None, None, None
+
+
+def _triton_linear_cross_entropy(x, weight, targets, bias=None, ignore_index=-100, reduction="mean",
+                                 rows_per_chunk=None):
+    """The Triton path with an explicit chunk size (tests use small chunks to cover the loop)."""
+    _check_reduction(reduction)
+    return _LinearCrossEntropy.apply(x, weight, targets, bias, ignore_index, reduction, rows_per_chunk)
 
 
 def linear_cross_entropy(x, weight, targets, bias=None, ignore_index=-100, reduction="mean"):
+    """cross_entropy(x @ weight.T + bias, targets) without materialising the full logits.
+
+    x: (..., D), weight: (V, D), targets: (...). The Triton path works through chunks of rows,
+    so peak memory is a chunk of logits plus an fp32 dW instead of all (tokens x V) logits."""
+    _check_reduction(reduction)
     if use_triton(x):
-        raise NotImplementedError("the Triton linear cross-entropy is not written yet (issue 3)")
+        return _LinearCrossEntropy.apply(x, weight, targets, bias, ignore_index, reduction, None)
     logits = F.linear(x.reshape(-1, x.shape[-1]), weight, bias)
     loss = cross_entropy(logits, targets.reshape(-1), ignore_index=ignore_index, reduction=reduction)
     return loss.reshape(targets.shape) if reduction == "none" else loss

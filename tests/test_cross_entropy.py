@@ -1,0 +1,354 @@
+"""kernels.cross_entropy / kernels.linear_cross_entropy (Triton, forced) against kernels.reference.
+
+CPU: Triton's interpreter (TRITON_INTERPRET=1). The kernels use no tl.dot (the matmuls of the linear
+version are torch's), so bf16 is tested on CPU too. GPU: the `cuda` tests at realistic shapes.
+Errors are relative to the largest reference value of each tensor.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import kernels
+import importlib
+from kernels import reference
+from tests import compile_gate
+
+# `kernels.cross_entropy` is also the name of the public function, so fetch the module itself.
+ce = importlib.import_module("kernels.cross_entropy")
+
+TOL = {torch.float32: 1e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}
+
+interpreting = pytest.mark.skipif(
+    not compile_gate._interpreting(), reason="Triton on CPU tensors needs TRITON_INTERPRET=1")
+
+
+@pytest.fixture(autouse=True)
+def _force_triton(monkeypatch):
+    monkeypatch.setenv("KERNELS_BACKEND", "triton")
+
+
+def rel_err(got, want):
+    got, want = got.double(), want.double()
+    return ((got - want).abs().max() / want.abs().max().clamp_min(1e-30)).item()
+
+
+def make_logits(shape, dtype, device="cpu", scale=3.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g) * scale).to(device=device, dtype=dtype).requires_grad_()
+
+
+def make_targets(shape, v, device="cpu", ignore_every=0, seed=0):
+    g = torch.Generator().manual_seed(seed + 1)
+    t = torch.randint(0, v, shape, generator=g)
+    if ignore_every:
+        t.view(-1)[::ignore_every] = -100
+    return t.to(device)
+
+
+def upstream(loss, reduction, seed=2):
+    """A random upstream gradient (not 1), so the backward's scaling is checked too."""
+    g = torch.Generator().manual_seed(seed)
+    if reduction == "none":
+        return torch.randn(loss.shape, generator=g).to(loss.device)
+    return torch.tensor(0.5 + torch.rand((), generator=g).item(), device=loss.device)
+
+
+def check_ce(logits, targets, reduction="mean", label_smoothing=0.0, z_loss=0.0, tol=None):
+    tol = tol or TOL[logits.dtype]
+    loss = kernels.cross_entropy(logits, targets, reduction=reduction,
+                                 label_smoothing=label_smoothing, z_loss=z_loss)
+    x64 = logits.detach().double().requires_grad_()
+    ref = reference.cross_entropy(x64, targets, reduction=reduction,
+                                  label_smoothing=label_smoothing, z_loss=z_loss)
+    assert loss.dtype == logits.dtype and loss.shape == ref.shape
+    assert rel_err(loss, ref) < tol, f"loss: {rel_err(loss, ref)}"
+    up = upstream(loss, reduction)
+    (loss.float() * up).sum().backward()
+    (ref * up.double()).sum().backward()
+    assert logits.grad.dtype == logits.dtype and torch.isfinite(logits.grad).all()
+    assert rel_err(logits.grad, x64.grad) < tol, f"grad: {rel_err(logits.grad, x64.grad)}"
+
+
+@interpreting
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("v,rows", [(5, 16), (1000, 8), (50257, 2)])
+def test_values_and_grads(dtype, v, rows):
+    logits = make_logits((rows, v), dtype, seed=v)
+    check_ce(logits, make_targets((rows,), v, ignore_every=5, seed=v))
+
+
+@interpreting
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("label_smoothing,z_loss", [(0.0, 0.0), (0.1, 0.0), (0.0, 1e-3), (0.2, 1e-2)])
+def test_reductions_smoothing_z_loss(reduction, label_smoothing, z_loss):
+    logits = make_logits((3, 4, 77), torch.float32, seed=3)  # leading (3, 4) shape, odd vocab
+    targets = make_targets((3, 4), 77, ignore_every=3, seed=3)
+    check_ce(logits, targets, reduction, label_smoothing, z_loss)
+
+
+@interpreting
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_extreme_logits_are_finite_and_right(dtype):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(6, 300, generator=g)
+    x[:, ::7] = 1e4
+    x[:, 3::11] = -1e4
+    logits = x.to(dtype).requires_grad_()
+    targets = torch.tensor([0, 3, 1, 7, 14, -100])  # hits on +1e4, -1e4 and ordinary logits
+    for reduction in ("mean", "none"):
+        logits.grad = None
+        check_ce(logits, targets, reduction, label_smoothing=0.1, z_loss=1e-4)
+
+
+@interpreting
+def test_all_rows_ignored_matches_pytorch():
+    logits = make_logits((4, 50), torch.float32, seed=5)
+    targets = torch.full((4,), -100)
+    for reduction in ("mean", "sum", "none"):
+        logits.grad = None
+        ours = kernels.cross_entropy(logits, targets, reduction=reduction)
+        theirs = F.cross_entropy(logits.detach(), targets, reduction=reduction)
+        assert torch.equal(ours.isnan(), theirs.isnan())  # mean: 0/0 = NaN, exactly as PyTorch
+        assert torch.equal(torch.nan_to_num(ours), torch.nan_to_num(theirs))
+        ours.sum().backward()
+        assert torch.equal(logits.grad, torch.zeros_like(logits))  # zero gradient, never NaN
+
+
+@interpreting
+def test_input_without_grad():
+    logits = make_logits((5, 129), torch.float16, seed=6).detach()
+    targets = make_targets((5,), 129, seed=6)
+    ref = reference.cross_entropy(logits.double(), targets)
+    assert rel_err(kernels.cross_entropy(logits, targets), ref) < TOL[torch.float16]
+    with torch.no_grad():
+        assert rel_err(kernels.cross_entropy(logits, targets), ref) < TOL[torch.float16]
+
+
+@interpreting
+def test_logits_used_by_another_op_keep_their_gradient():
+    # An in-place gradient written into the logits would corrupt the other op's backward
+    # (it reads the logits it saved). Liger's issue 272.
+    a = make_logits((6, 40), torch.float32, seed=7)
+    targets = make_targets((6,), 40, seed=7)
+    logits = a * 1.5
+    loss = kernels.cross_entropy(logits, targets) + (logits * logits).sum() * 0.01
+    loss.backward()
+    a64 = a.detach().double().requires_grad_()
+    l64 = a64 * 1.5
+    (reference.cross_entropy(l64, targets) + (l64 * l64).sum() * 0.01).backward()
+    assert rel_err(a.grad, a64.grad) < TOL[torch.float32]
+    assert torch.equal(logits.detach(), a.detach() * 1.5)  # logits untouched
+
+
+@interpreting
+def test_confident_bf16_true_class_gradient_is_exact():
+    # 1 - p_t = 7e-8. A bf16 read-modify-write of p_t gives exactly 0 (Liger PR 1329), and so does
+    # p_t - 1 in fp32 (p_t rounds to 1). The kernel forms 1 - p_t from the sum of the other
+    # classes' exponentials, so the gradient and the loss keep their bits.
+    logits = torch.zeros(4, 256)
+    targets = torch.tensor([1, 2, 3, 4])
+    logits[torch.arange(4), targets] = 22.0
+    logits = logits.to(torch.bfloat16).requires_grad_()
+    loss = kernels.cross_entropy(logits, targets, reduction="none")
+    loss.sum().backward()
+    x64 = logits.detach().double().requires_grad_()
+    ref = reference.cross_entropy(x64, targets, reduction="none")
+    ref.sum().backward()
+    got, want = logits.grad[torch.arange(4), targets], x64.grad[torch.arange(4), targets]
+    assert (want < 0).all() and (want > -1e-6).all()
+    assert ((got.double() - want).abs() / want.abs()).max() < 1e-2
+    assert ((loss.double() - ref).abs() / ref).max() < 1e-2
+
+
+@interpreting
+def test_non_contiguous_logits():
+    base = make_logits((40, 6), torch.float32, seed=8)
+    logits = base.detach().t().requires_grad_()  # (6, 40) with column stride 6
+    assert not logits.is_contiguous()
+    check_ce(logits, make_targets((6,), 40, seed=8))
+
+
+@interpreting
+def test_second_backward_through_same_graph_is_refused():
+    logits = make_logits((2, 10), torch.float32, seed=9)
+    loss = kernels.cross_entropy(logits, make_targets((2,), 10, seed=9))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice"):
+        loss.backward()
+
+
+def test_bad_reduction_is_a_value_error():
+    with pytest.raises(ValueError, match="reduction"):
+        kernels.cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), reduction="avg")
+    with pytest.raises(ValueError, match="reduction"):
+        kernels.linear_cross_entropy(torch.randn(2, 3), torch.randn(5, 3), torch.tensor([0, 1]),
+                                     reduction="avg")
+
+
+def test_torch_backend_matches_reference(monkeypatch):
+    monkeypatch.setenv("KERNELS_BACKEND", "torch")
+    check_ce(make_logits((7, 33), torch.float32, seed=10),
+             make_targets((7,), 33, ignore_every=3, seed=10),
+             "mean", 0.1, 1e-3)
+
+
+# ---- linear cross-entropy ----
+
+def check_linear_ce(x, w, targets, b=None, reduction="mean", rows_per_chunk=None, tol=None):
+    tol = tol or TOL[x.dtype]
+    if rows_per_chunk is None:
+        loss = kernels.linear_cross_entropy(x, w, targets, b, reduction=reduction)
+    else:
+        loss = ce._triton_linear_cross_entropy(x, w, targets, b, reduction=reduction,
+                                               rows_per_chunk=rows_per_chunk)
+    leaves = [t.detach().double().requires_grad_() if t is not None else None for t in (x, w, b)]
+    ref = reference.linear_cross_entropy(leaves[0], leaves[1], targets, leaves[2], reduction=reduction)
+    assert loss.dtype == x.dtype and loss.shape == ref.shape
+    assert rel_err(loss, ref) < tol, f"loss: {rel_err(loss, ref)}"
+    up = upstream(loss, reduction)
+    (loss.float() * up).sum().backward()
+    (ref * up.double()).sum().backward()
+    for name, t, t64 in zip(("x", "weight", "bias"), (x, w, b), leaves):
+        if t is not None:
+            assert t.grad is not None and t.grad.dtype == t.dtype, name
+            assert rel_err(t.grad, t64.grad) < tol, f"d{name}: {rel_err(t.grad, t64.grad)}"
+
+
+def make_linear(m_shape, d, v, dtype, bias=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*m_shape, d, generator=g).to(dtype).requires_grad_()
+    w = (torch.randn(v, d, generator=g) / d ** 0.5).to(dtype).requires_grad_()
+    b = (torch.randn(v, generator=g) * 0.1).to(dtype).requires_grad_() if bias else None
+    return x, w, b
+
+
+@interpreting
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_linear_values_and_grads(dtype, reduction):
+    x, w, b = make_linear((3, 7), 24, 1000, dtype, seed=11)
+    targets = make_targets((3, 7), 1000, ignore_every=4, seed=11)
+    # 21 rows in chunks of 8: three chunks, the last one short; dW sums over all of them.
+    check_linear_ce(x, w, targets, b, reduction, rows_per_chunk=8)
+
+
+@interpreting
+def test_linear_gpt2_vocab_no_bias_default_chunks():
+    x, w, _ = make_linear((3,), 8, 50257, torch.float32, bias=False, seed=12)
+    check_linear_ce(x, w, make_targets((3,), 50257, seed=12), None, "mean")
+
+
+@interpreting
+def test_linear_all_ignored_and_no_grad():
+    x, w, b = make_linear((5,), 16, 40, torch.float32, seed=13)
+    targets = torch.full((5,), -100)
+    loss = ce._triton_linear_cross_entropy(x, w, targets, b, rows_per_chunk=2)
+    assert loss.isnan()  # 0/0, as F.cross_entropy
+    loss_sum = ce._triton_linear_cross_entropy(x, w, targets, b, reduction="sum", rows_per_chunk=2)
+    loss_sum.backward()
+    assert loss_sum.item() == 0.0
+    assert all(torch.equal(t.grad, torch.zeros_like(t)) for t in (x, w, b))
+    with torch.no_grad():
+        t2 = make_targets((5,), 40, seed=13)
+        ref = reference.linear_cross_entropy(x.double(), w.double(), t2, b.double())
+        assert rel_err(kernels.linear_cross_entropy(x, w, t2, b), ref) < TOL[torch.float32]
+
+
+@interpreting
+def test_linear_under_bf16_autocast_keeps_fp32_weight_grads():
+    x, w, b = make_linear((2, 5), 32, 300, torch.float32, seed=14)
+    targets = make_targets((2, 5), 300, seed=14)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = kernels.linear_cross_entropy(x, w, targets, b)
+    loss.backward()
+    assert w.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
+    x64, w64, b64 = (t.detach().double().requires_grad_() for t in (x, w, b))
+    reference.linear_cross_entropy(x64, w64, targets, b64).backward()
+    for t, t64 in ((x, x64), (w, w64), (b, b64)):
+        assert rel_err(t.grad, t64.grad) < TOL[torch.bfloat16]
+
+
+@interpreting
+def test_linear_retain_graph_double_backward():
+    x, w, b = make_linear((6,), 16, 50, torch.float32, seed=15)
+    targets = make_targets((6,), 50, seed=15)
+    loss = kernels.linear_cross_entropy(x, w, targets, b)
+    loss.backward(retain_graph=True)
+    first = w.grad.clone()
+    loss.backward()
+    assert torch.allclose(w.grad, 2 * first)
+
+
+def test_chunk_rows_bounds_the_logits():
+    # GPT-2 head: 16384 tokens x 768 -> 50304. A chunk of logits is a small fraction of the full
+    # (16384 x 50304) logits and at least the size of x.
+    c = ce.chunk_rows(16384, 768, 50304)
+    assert 16384 * 768 <= c * 50304 <= 16384 * 50304 // 4
+    assert ce.chunk_rows(3, 8, 50257) == 3 and ce.chunk_rows(1, 1, 1) == 1
+
+
+# ---- compile gate ----
+
+def gate_specs():
+    specs = []
+    for dt in ("bf16", "fp32", "fp16"):
+        p = "*" + dt
+        for v in (1000, 50257):
+            block_v, warps = ce.launch_config(v)
+            for per_row in (False, True):
+                specs.append(compile_gate.CompileSpec(
+                    ce._cross_entropy_kernel,
+                    dict(LOGITS=p, GRAD=p, TARGETS="*i64", LOSS="*fp32", GRAD_SCALE="*fp32",
+                         stride_logits="i64", stride_grad="i64", V="i32", ignore_index="i32",
+                         label_smoothing="fp32", z_loss="fp32"),
+                    dict(HAS_GRAD=True, SCALE_PER_ROW=per_row, HAS_SMOOTHING=True, HAS_Z_LOSS=True,
+                         BLOCK_V=block_v), warps, 1,
+                    divisible_by_16=("LOGITS", "GRAD", "TARGETS", "LOSS", "stride_logits",
+                                     "stride_grad")))
+    return specs
+
+
+@pytest.mark.skipif(not compile_gate.available()[0], reason=compile_gate.available()[1])
+def test_compile_gate_sm80_sm90():
+    usages = compile_gate.check_all(gate_specs())
+    assert len(usages) == 2 * len(gate_specs())
+
+
+# ---- GPU ----
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_cuda_values_and_grads(dtype, reduction):
+    logits = make_logits((2048, 50257), dtype, device="cuda", seed=20)
+    targets = make_targets((2048,), 50257, device="cuda", ignore_every=7, seed=20)
+    check_ce(logits, targets, reduction, label_smoothing=0.1, z_loss=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_cuda_linear_values_and_grads(dtype):
+    x, w, b = (t.detach().cuda().requires_grad_() for t in make_linear((4, 1024), 768, 50304,
+                                                                       dtype, seed=21))
+    targets = make_targets((4, 1024), 50304, device="cuda", ignore_every=9, seed=21)
+    check_linear_ce(x, w, targets, b, "mean", tol=3 * TOL[dtype])
+
+
+@pytest.mark.cuda
+def test_cuda_linear_peak_memory_is_a_fraction_of_pytorch():
+    x, w, _ = (t.detach().cuda().requires_grad_() if t is not None else None
+               for t in make_linear((16384,), 768, 50304, torch.bfloat16, bias=False, seed=22))
+    targets = make_targets((16384,), 50304, device="cuda", seed=22)
+
+    def peak(fn):
+        x.grad = w.grad = None
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn(x, w, targets).backward()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+
+    ours = peak(lambda a, c, t: kernels.linear_cross_entropy(a, c, t))
+    theirs = peak(lambda a, c, t: F.cross_entropy(F.linear(a, c), t))
+    assert ours <= 0.25 * theirs, f"ours {ours / 2**20:.0f} MiB vs PyTorch {theirs / 2**20:.0f} MiB"

@@ -27,7 +27,9 @@ A source is a module in data/ whose name ends in `_source` or `_sources` (found 
 A Document is either a str (every token is learned: pretraining text) or a list of (text, learn)
 segments: `[(prompt, False), (answer, True)]` learns only the answer tokens (the loss mask). Segments may
 contain the source's `special_tokens` (the end token "<|endoftext|>" is always one); prepare appends
-the end token to every document (learned when the last segment is). Whoever already has token ids can
+the end token to every document (learned when the last segment is). A source may also yield its own
+objects with a `text` attribute (for tokenizer training) and a `tokenize(tokenizer) -> (ids, mask)`
+method, used as they are (data/text2sql_sources.py does: user text must never become a control token). Whoever already has token ids can
 skip all this and call `data.shards.write_dataset(out_dir, {"train": [(ids, mask), ...]}, ...)`
 directly; `tokenize_document` and `write_tokenized` below are the two steps prepare runs.
 """
@@ -81,6 +83,8 @@ def discover_sources() -> dict[str, Source]:
 
 def tokenize_document(tokenizer, document: Document, end_id: int, allowed_special) -> tuple[list[int], list[int]]:
     """(ids, mask) of one document, the end token appended; mask 1 marks the tokens to learn."""
+    if hasattr(document, "tokenize"):  # a source's own document type (data/text2sql_sources.py): it
+        return document.tokenize(tokenizer)  # places its special tokens and end token itself
     segments = [(document, True)] if isinstance(document, str) else list(document)
     ids: list[int] = []
     mask: list[int] = []
@@ -93,7 +97,7 @@ def tokenize_document(tokenizer, document: Document, end_id: int, allowed_specia
     return ids, mask
 
 
-def write_tokenized(out_dir, tokenizer, splits: dict[str, Iterable[Document]], special_tokens=(),
+def write_tokenized(out_dir, tokenizer, /, splits: dict[str, Iterable[Document]], special_tokens=(),
                     shard_tokens: int = DEFAULT_SHARD_TOKENS, progress: bool = True, **extra) -> dict:
     """Tokenize every split's documents and write the shards and meta.json; returns the metadata."""
     end_id = tokenizer.special_tokens[END_TOKEN]
@@ -113,6 +117,8 @@ def write_tokenized(out_dir, tokenizer, splits: dict[str, Iterable[Document]], s
 
 
 def _document_text(document: Document) -> str:
+    if hasattr(document, "tokenize"):  # a source's own document type: its text for tokenizer training
+        return document.text
     return document if isinstance(document, str) else "".join(text for text, _ in document)
 
 

@@ -6,7 +6,7 @@
 
 Tokenizer (--tokenizer): `train` (default) trains a BPE of --vocab-size on the train split; `gpt2` uses
 OpenAI's GPT-2 files from --gpt2-dir; a path reuses a saved tokenizer (e.g. to fine-tune on data
-tokenized like the pretraining corpus). The tokenizer is saved next to the shards as `tokenizer.bpe`.
+tokenized like the pretraining corpus). The tokenizer is saved next to the shards as `tokenizer.tiktoken` (+ `.json`).
 
 Adding a source (the plug-in API)
 ---------------------------------
@@ -47,7 +47,7 @@ from typing import Callable, Iterable, Sequence, Union
 from data.shards import DEFAULT_SHARD_TOKENS, write_dataset
 
 END_TOKEN = "<|endoftext|>"
-TOKENIZER_FILE = "tokenizer.bpe"
+TOKENIZER_FILE = "tokenizer.tiktoken"
 Document = Union[str, Sequence[tuple[str, bool]]]
 
 

@@ -191,24 +191,29 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, stop_id: int | None = None, generator=None):
+                 top_p: float | None = None, stop_ids=(), generator=None):
         """Sample up to max_new_tokens continuations of idx (B, T) with a KV cache; yields each new
-        (B, 1) token as it is drawn. Stops early when every row has produced stop_id."""
+        (B, 1) token as it is drawn. A row that has produced one of stop_ids keeps repeating it; the
+        generator returns when every row has stopped."""
         B = idx.shape[0]
         block = self.config.block_size
         idx = idx[:, -block:]
         dtype = self.wte.weight.dtype
         cache = KVCache(self.config, B, block, idx.device, dtype)
         logits = self(idx, cache=cache)
+        stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=idx.device)
         done = torch.zeros(B, dtype=torch.bool, device=idx.device)
+        stopped_with = torch.zeros(B, 1, dtype=torch.long, device=idx.device)
         history = idx
         for _ in range(max_new_tokens):
             nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
-            if stop_id is not None:
-                nxt = torch.where(done[:, None], torch.full_like(nxt, stop_id), nxt)
-                done |= nxt[:, 0] == stop_id
+            if stop.numel():
+                nxt = torch.where(done[:, None], stopped_with, nxt)
+                newly = ~done & torch.isin(nxt[:, 0], stop)
+                stopped_with = torch.where(newly[:, None], nxt, stopped_with)
+                done |= newly
             yield nxt
-            if stop_id is not None and bool(done.all()):
+            if stop.numel() and bool(done.all()):
                 return
             history = torch.cat([history, nxt], dim=1)
             if cache.length == block:  # context full: restart the cache on the last half of the window

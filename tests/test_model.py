@@ -138,7 +138,7 @@ def test_generate_greedy_matches_argmax_loop_and_stops(monkeypatch):
     assert torch.equal(got[:, :11], seq[:, 5:16])  # identical while the whole history fits
     tokens = got[0].tolist()
     k = max(i for i in range(len(tokens)) if tokens[i] not in tokens[:i])  # last first-occurrence
-    stopped = list(model.generate(prompt, 20, temperature=0.0, stop_id=tokens[k]))
+    stopped = list(model.generate(prompt, 20, temperature=0.0, stop_ids=[tokens[k]]))
     assert len(stopped) == k + 1 and int(stopped[-1]) == tokens[k]
 
 

@@ -114,3 +114,100 @@ def test_errors_are_value_errors(tmp_path):
         w.add([1, 2, 10])
     with pytest.raises(ValueError, match="mask has"):
         w.add([1, 2], [1])
+
+
+# ---------------------------------------------------------------- data.prepare (CLI, text source, plug-ins)
+
+def run_prepare(*args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([sys.executable, "-m", "data.prepare", *map(str, args)],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+
+
+def test_prepare_text_round_trips_through_the_shards(tmp_path):
+    from gpt.tokenizer import Tokenizer
+
+    a, b = tmp_path / "a.txt", tmp_path / "more"
+    b.mkdir()
+    a.write_text("First file, line one.\nLine two of the first file.\n" * 40)
+    (b / "b.txt").write_text("Zweite Datei: Grüße, naïve café.\n" * 30)
+    out = tmp_path / "out"
+    res = run_prepare("--source", "text", "--input", a, b, "--out", out, "--vocab-size", 300,
+                      "--val-fraction", 0.25)
+    assert res.returncode == 0, res.stderr
+    meta = read_meta(out)
+    tok = Tokenizer.load(out / meta["tokenizer"])
+    eos = meta["eos_id"]
+    assert tok.n_vocab == meta["vocab_size"] == 300 and tok.special_tokens["<|endoftext|>"] == eos
+    texts = {}
+    for split in ("train", "val"):
+        stream = np.concatenate(ShardDataset(out, split).tokens).tolist()
+        docs, cur = [], []
+        for t in stream:
+            if t == eos:
+                docs.append(tok.decode(cur))
+                cur = []
+            else:
+                cur.append(t)
+        assert not cur  # every document ends with the end token
+        texts[split] = docs
+    originals = [a.read_text(), (b / "b.txt").read_text()]
+    for i, original in enumerate(originals):  # train head + val tail == the file, cut at a line break
+        assert texts["train"][i] + texts["val"][i] == original
+        assert texts["val"][i].startswith(("Line", "First", "Zweite")) and len(texts["val"][i]) > 0.2 * len(original)
+
+
+def test_prepare_user_errors_are_one_line(tmp_path):
+    for args, message in [(["--source", "text", "--out", tmp_path], "needs --input"),
+                          (["--source", "text", "--input", tmp_path / "nope.txt", "--out", tmp_path], "does not exist"),
+                          (["--source", "text", "--input", __file__, "--out", tmp_path, "--tokenizer", tmp_path / "t"],
+                           "neither 'train', 'gpt2'")]:
+        res = run_prepare(*args)
+        assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].startswith("error:"), res.stderr
+        assert message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_prepare_gpt2_tokenizer(tmp_path):
+    from tests.conftest import shared_path
+
+    gpt2 = shared_path("data", "gpt2")
+    (tmp_path / "t.txt").write_text("Hello world, this is GPT-2's tokenizer.\n" * 50)
+    res = run_prepare("--source", "text", "--input", tmp_path / "t.txt", "--out", tmp_path / "o",
+                      "--tokenizer", "gpt2", "--gpt2-dir", gpt2)
+    assert res.returncode == 0, res.stderr
+    meta = read_meta(tmp_path / "o")
+    assert meta["vocab_size"] == 50257 and meta["eos_id"] == 50256 and meta["dtype"] == "uint16"
+    assert ShardDataset(tmp_path / "o", "train").tokens[0][:2].tolist() == [15496, 995]  # "Hello", " world"
+
+
+def test_plugin_source_segments_become_the_loss_mask(tmp_path, monkeypatch):
+    """The plug-in API: a registered source's (text, learn) segments give mask 0 on the prompt."""
+    import argparse
+
+    from data import prepare
+
+    monkeypatch.setattr(prepare, "SOURCES", dict(prepare.SOURCES))
+    pairs = [[("<|q|> what is two plus two ", False), ("four", True)], [("<|q|> and three ", False), ("three", True)]]
+    prepare.register_source(prepare.Source("pairs", "test pairs", lambda args: {"train": pairs * 20},
+                                           special_tokens=("<|q|>",)))
+    with pytest.raises(ValueError, match="already registered"):
+        prepare.register_source(prepare.Source("pairs", "again", lambda args: {}))
+    args = argparse.Namespace(source="pairs", out=str(tmp_path), tokenizer="train", vocab_size=280,
+                              gpt2_dir="", shard_tokens=1 << 20)
+    monkeypatch.setattr(prepare, "discover_sources", lambda: prepare.SOURCES)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", lambda self, argv=None: args)
+    assert prepare.main([]) == 0
+    meta = read_meta(tmp_path)
+    ds = ShardDataset(tmp_path, "train")
+    from gpt.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(tmp_path / meta["tokenizer"])
+    ids, mask = ds.tokens[0].tolist(), ds.masks[0].tolist()
+    q = tok.special_tokens["<|q|>"]
+    assert ids[0] == q and ids.count(q) == 40  # the special token is one id, not text
+    first_doc = ids[:ids.index(meta["eos_id"]) + 1]
+    learned = [t for t, m in zip(first_doc, mask) if m]
+    assert tok.decode(learned) == "four<|endoftext|>"

@@ -84,7 +84,8 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, not a torch file, or holding non-plain data
-        raise ValueError(f"checkpoint {p} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise ValueError(f"checkpoint {p} cannot be read: truncated, or not written by `python -m train` "
+                         f"({type(e).__name__})") from None
     if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
         raise ValueError(f"{p} is not a text2sql-gpt checkpoint (no model / model_config entries)")
     return state

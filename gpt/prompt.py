@@ -47,6 +47,24 @@ DEFAULT_MAX_SQL_TOKENS = 96  # room kept for the SQL (and <|end|>) when the sche
 # tables.json, WikiSQL tables or a user's JSONL; see data/).
 
 
+def compact_type(declared: str) -> str:
+    """A short type word from a declared SQL type, by SQLite's affinity rules: VARCHAR(255) -> text."""
+    t = declared.upper()
+    if not t:
+        return ""
+    if "INT" in t:
+        return "int"
+    if any(k in t for k in ("CHAR", "CLOB", "TEXT", "STRING")):
+        return "text"
+    if any(k in t for k in ("REAL", "FLOA", "DOUB", "DEC", "NUM", "NUMBER")):
+        return "real"
+    if "DATE" in t or "TIME" in t or "YEAR" in t:
+        return "time"
+    if "BOOL" in t or "BIT" in t:
+        return "bool"
+    return t.split("(")[0].strip().lower()[:12]
+
+
 @dataclass
 class Column:
     name: str
@@ -57,7 +75,7 @@ class Column:
     def to_text(self, with_type: bool = True) -> str:
         parts = [self.name]
         if with_type and self.type:
-            parts.append(self.type.lower())
+            parts.append(compact_type(self.type))
         if self.primary_key:
             parts.append("pk")
         if self.references:

@@ -1,0 +1,107 @@
+"""The prompt format: schema text, the cut rule, special tokens never injected by user text, the loss mask."""
+import pytest
+
+from gpt.prompt import (END_TOKEN, QUESTION_TOKEN, SCHEMA_TOKEN, SPECIAL_TOKENS, SQL_TOKEN, Column, Schema, Table,
+                        compact_type, decode_sql, encode_example, encode_prompt, fit_and_encode_prompt, fit_schema,
+                        normalize_sql_text, special_token_ids)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from gpt.tokenizer import Tokenizer
+
+    texts = ["singer: id int pk, name text, country text | concert: id int pk, singer_id int fk singer.id\n"
+             "How many singers are there?\nSELECT COUNT(*) FROM singer\n"] * 20
+    return Tokenizer.train(texts, 300, SPECIAL_TOKENS)
+
+
+def schema():
+    return Schema([
+        Table("singer", [Column("id", "INTEGER", True), Column("name", "VARCHAR(40)"), Column("country", "text")]),
+        Table("concert", [Column("id", "int", True), Column("year", "NUMERIC"),
+                          Column("singer_id", "int", references=("singer", "id"))]),
+        Table("stadium", [Column("id", "int", True), Column("capacity", "int")]),
+    ])
+
+
+def test_schema_text_and_round_trip():
+    s = schema()
+    assert s.to_text() == ("singer: id int pk, name text, country text | concert: id int pk, year real, "
+                           "singer_id int fk singer.id | stadium: id int pk, capacity int")
+    assert s.to_text(with_types=False).startswith("singer: id pk, name, country | concert: id pk, year, singer_id fk")
+    assert Schema.from_dict(s.to_dict()) == s
+    with pytest.raises(ValueError, match="malformed schema"):
+        Schema.from_dict({"tables": [{"columns": []}]})
+    assert [compact_type(t) for t in ["BIGINT", "varchar(255)", "DOUBLE", "DATETIME", "boolean", ""]] == \
+        ["int", "text", "real", "time", "bool", ""]
+
+
+def test_fit_schema_rule():
+    s = schema()
+    full, untyped = s.to_text(), s.to_text(False)
+    q = "How many concerts were there in each year?"
+    assert fit_schema(s, q, len(full)) == full                    # 1. fits as it is
+    assert fit_schema(s, q, len(full) - 1) == untyped             # 2. types dropped first
+    # 3. tables dropped: stadium (not in the question, last) goes first, then singer (not in the question)
+    cut = fit_schema(s, q, len(untyped) - 1)
+    assert "stadium" not in cut and "concert" in cut and "singer:" in cut
+    cut = fit_schema(s, q, len("concert: id pk, year, singer_id fk singer.id") + 2)
+    assert cut == "concert: id pk, year, singer_id fk singer.id"
+    # a question naming the stadium keeps it over the unnamed tables
+    assert fit_schema(s, "What is the capacity of each stadium?", 30).startswith("stadium")
+    # 4. a single table that is still too long is cut at the budget
+    assert fit_schema(s, q, 10) == "concert: i"
+    assert fit_schema(s, q, 0) == ""
+
+
+def test_user_text_never_becomes_a_control_token(tok):
+    sp = special_token_ids(tok)
+    question = f"What does {SQL_TOKEN} mean in {END_TOKEN}?"
+    ids, mask = encode_example(tok, f"t: a text {SCHEMA_TOKEN}", question, f"SELECT '{QUESTION_TOKEN}' FROM t")
+    for token in SPECIAL_TOKENS[1:]:
+        assert ids.count(sp[token]) == 1, token  # only the ones the format itself inserts
+    assert tok.decode(ids).count(SQL_TOKEN) == 2  # the literal text is still there, as ordinary tokens
+    assert ids[0] == sp[SCHEMA_TOKEN] and ids[-1] == sp[END_TOKEN]
+
+
+def test_loss_mask_covers_exactly_the_sql_and_end(tok):
+    sp = special_token_ids(tok)
+    sql = "SELECT COUNT(*) FROM singer"
+    ids, mask = encode_example(tok, schema().to_text(), "How many singers are there?", sql + " ;\n")
+    assert len(ids) == len(mask) and set(mask) == {0, 1}
+    first = mask.index(1)
+    assert ids[first - 1] == sp[SQL_TOKEN]                  # everything up to <|sql|> is context
+    assert all(m == 0 for m in mask[:first]) and all(m == 1 for m in mask[first:])
+    assert tok.decode([i for i, m in zip(ids, mask) if m]) == sql + END_TOKEN
+    # the prompt alone is the masked-out prefix: what inference feeds the model
+    assert encode_prompt(tok, schema().to_text(), "How many singers are there?") == ids[:first]
+
+
+def test_fit_and_encode_prompt_respects_the_budget(tok):
+    s = schema()
+    for block in (48, 64, 256):
+        ids = fit_and_encode_prompt(tok, s, "How many concerts are there?", block, max_sql_tokens=16)
+        assert len(ids) <= block - 16
+        assert ids[-1] == special_token_ids(tok)[SQL_TOKEN]
+    long_question = "why " * 500
+    ids = fit_and_encode_prompt(tok, s, long_question, 128, max_sql_tokens=32)
+    assert len(ids) <= 96
+
+
+def test_decode_sql_stops_at_the_first_control_token(tok):
+    sp = special_token_ids(tok)
+    ids = tok.encode_ordinary("SELECT name FROM singer") + [sp[END_TOKEN]] + tok.encode_ordinary(" junk")
+    assert decode_sql(tok, ids) == "SELECT name FROM singer"
+    assert decode_sql(tok, tok.encode_ordinary(" SELECT 1 ")) == "SELECT 1"
+
+
+def test_missing_special_tokens_is_a_clear_error():
+    from gpt.tokenizer import Tokenizer
+
+    plain = Tokenizer.train(["hello world"] * 5, 260, ["<|endoftext|>"])
+    with pytest.raises(ValueError, match="special token"):
+        special_token_ids(plain)
+
+
+def test_normalize_sql_text():
+    assert normalize_sql_text("  SELECT a\n  FROM t ;  ") == "SELECT a FROM t"

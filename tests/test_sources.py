@@ -1,0 +1,252 @@
+"""Sources on small local fixtures: Spider format, WikiSQL, custom JSONL, Hugging Face (offline, local
+files), the shared Spider folder when present, and `python -m data.prepare` with a text-to-SQL source
+(packing: no example crosses a training window; the loss mask; the evaluation files)."""
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from data.sources import RecordErrors
+from data.sources.jsonl import load_jsonl, schema_from_ddl, split_by_database
+from data.sources.spider import SpiderFolder
+from data.sources.wikisql import column_names, load_wikisql, to_sql
+from data.sql_exec import execute_sql
+from tests.conftest import shared_path
+
+
+def make_db(path, n=3):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE singer (id INT PRIMARY KEY, name TEXT, age INT);"
+                       "CREATE TABLE song (id INT PRIMARY KEY, title TEXT, singer_id INT REFERENCES singer(id));")
+    conn.executemany("INSERT INTO singer VALUES (?, ?, ?)", [(i, f"s{i}", 20 + i) for i in range(n)])
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture
+def spider_dir(tmp_path):
+    root = tmp_path / "spider"
+    for db in ["music_1", "music_2", "music_3", "music_4"]:
+        make_db(root / "database" / db / f"{db}.sqlite")
+    tables = [{"db_id": "only_tables", "table_names_original": ["pet"],
+               "column_names_original": [[-1, "*"], [0, "id"], [0, "kind"]], "column_types": ["text", "number", "text"],
+               "primary_keys": [1], "foreign_keys": []}]
+    (root / "tables.json").write_text(json.dumps(tables))
+    records = [{"db_id": f"music_{i % 4 + 1}", "question": f"How many singers {i}?", "query": "SELECT COUNT(*) FROM singer"}
+               for i in range(20)]
+    records += [{"db_id": "only_tables", "question": "How many pets?", "query": "SELECT COUNT(*) FROM pet"},
+                {"db_id": "nowhere", "question": "?", "query": "SELECT 1"},
+                {"db_id": "music_1", "question": "", "query": "SELECT 1"},
+                "not an object"]
+    (root / "train.json").write_text(json.dumps(records))
+    return root
+
+
+def test_spider_folder_loads_and_reports_bad_records(spider_dir):
+    errors = RecordErrors(quiet=True)
+    examples = SpiderFolder(spider_dir, errors).load_split("train.json")
+    assert len(examples) == 21
+    assert examples[0].schema.to_text().startswith("singer: id int pk, name text, age int | song:")
+    assert examples[0].schema.table("song").columns[2].references == ("singer", "id")
+    pet = [e for e in examples if e.db_id == "only_tables"][0]
+    assert pet.db_path is None and pet.schema.to_text() == "pet: id real pk, kind text"
+    text = "\n".join(errors.messages)
+    assert "record 21: unknown database 'nowhere'" in text
+    assert "record 22: field 'question'" in text and "record 23: not a JSON object" in text
+    assert "only_tables" in text and "cannot be executed" in text  # missing database reported, kept
+
+
+def test_spider_holdout_is_by_database(spider_dir):
+    splits = SpiderFolder(spider_dir, RecordErrors(quiet=True)).splits(holdout_databases=2, seed=1)
+    train_dbs = {e.db_id for e in splits["train"]}
+    val_dbs = {e.db_id for e in splits["val"]}
+    assert len(val_dbs) == 2 and not train_dbs & val_dbs
+    again = SpiderFolder(spider_dir, RecordErrors(quiet=True)).splits(holdout_databases=2, seed=1)
+    assert {e.db_id for e in again["val"]} == val_dbs
+    with pytest.raises(ValueError, match="cannot hold out"):
+        SpiderFolder(spider_dir, RecordErrors(quiet=True)).splits(holdout_databases=5)
+    with pytest.raises(ValueError, match="does not exist"):
+        SpiderFolder(spider_dir / "nope")
+
+
+def test_shared_spider_training_split():
+    folder = shared_path("data", "spider")
+    errors = RecordErrors(quiet=True)
+    splits = SpiderFolder(folder, errors).splits(holdout_databases=14, seed=0)
+    train_dbs, val_dbs = {e.db_id for e in splits["train"]}, {e.db_id for e in splits["val"]}
+    assert len(train_dbs) + len(val_dbs) == 140 and len(val_dbs) == 14 and not train_dbs & val_dbs
+    assert len(splits["train"]) + len(splits["val"]) == 7000
+    missing = {e.db_id for e in splits["train"] + splits["val"] if e.db_path is None}
+    assert missing == {"baseball_1", "soccer_1"}  # the two databases not shipped in ../shared
+    sample = [e for e in splits["val"] if e.db_path][:25]
+    assert all(execute_sql(e.db_path, e.sql, timeout_s=5).ok for e in sample)
+
+
+WIKI_TABLES = [{"id": "1-10-1", "header": ["Player", "No.", "Position", "Years in Toronto"],
+                "types": ["text", "real", "text", "text"],
+                "rows": [["Ann", 4, "Guard", "1999"], ["Bob", 12, "Forward", "2001"], ["Cid", 7, "Guard", "2003"]]},
+               {"id": "1-11-2", "header": ["Order", "Team"], "types": ["real", "text"], "rows": [[1, "X"], [2, "Y"]]}]
+WIKI_RECORDS = [{"table_id": "1-10-1", "question": "Which player wears number 12?",
+                 "sql": {"sel": 0, "agg": 0, "conds": [[1, 0, "12"]]}},
+                {"table_id": "1-10-1", "question": "How many guards are there?",
+                 "sql": {"sel": 0, "agg": 3, "conds": [[2, 0, "Guard"]]}},
+                {"table_id": "1-10-1", "question": "Max number of a guard after 2000?",
+                 "sql": {"sel": 1, "agg": 1, "conds": [[2, 0, "Guard"], [3, 1, "2000"]]}},
+                {"table_id": "1-11-2", "question": "Which team has order below 2?",
+                 "sql": {"sel": 1, "agg": 0, "conds": [[0, 2, 2]]}},
+                {"table_id": "9-99-9", "question": "unknown table", "sql": {"sel": 0, "agg": 0, "conds": []}},
+                {"table_id": "1-10-1", "question": "bad column", "sql": {"sel": 9, "agg": 0, "conds": []}}]
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_wikisql_conversion_executes(tmp_path):
+    folder = tmp_path / "wikisql"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", WIKI_RECORDS)
+    write_jsonl(folder / "train.tables.jsonl", WIKI_TABLES)
+    (folder / "train.jsonl").write_text((folder / "train.jsonl").read_text() + "{broken\n")
+    errors = RecordErrors(quiet=True)
+    splits = load_wikisql(folder, tmp_path / "out", errors)
+    ex = splits["train"]
+    assert [e.sql for e in ex] == [
+        "SELECT player FROM t_1_10_1 WHERE no = 12",
+        "SELECT COUNT(player) FROM t_1_10_1 WHERE position = 'Guard'",
+        "SELECT MAX(no) FROM t_1_10_1 WHERE position = 'Guard' AND years_in_toronto > '2000'",
+        "SELECT team FROM t_1_11_2 WHERE order_col < 2"]
+    results = [execute_sql(e.db_path, e.sql).rows for e in ex]
+    assert results == [[("Bob",)], [(2,)], [(7.0,)], [("X",)]]
+    assert ex[0].schema.to_text() == "t_1_10_1: player text, no real, position text, years_in_toronto text"
+    assert len(errors) == 3  # unknown table, bad column index, broken JSON line
+    assert column_names(["A b", "a-b", "1st", "select"]) == ["a_b", "a_b_2", "c_1st", "select_col"]
+    with pytest.raises(ValueError, match="does not fit"):
+        to_sql({"sel": 0, "agg": 9, "conds": []}, WIKI_TABLES[0])
+
+
+def test_custom_jsonl(tmp_path):
+    make_db(tmp_path / "dbs" / "a.sqlite")
+    make_db(tmp_path / "dbs" / "b.sqlite")
+    lines = [
+        {"question": "How many singers?", "sql": "SELECT COUNT(*) FROM singer", "db": "dbs/a.sqlite"},
+        {"question": "Oldest singer?", "query": "SELECT name FROM singer ORDER BY age DESC LIMIT 1", "db": "dbs/b.sqlite"},
+        {"question": "Count pets", "sql": "SELECT COUNT(*) FROM pet",
+         "schema": "CREATE TABLE pet (id INTEGER PRIMARY KEY, kind TEXT, owner INT REFERENCES person(id))"},
+        {"question": "Count toys", "sql": "SELECT COUNT(*) FROM toy", "schema": "toy: id int pk", "split": "test"},
+        {"question": "no sql", "db": "dbs/a.sqlite"},
+        {"question": "bad db", "sql": "SELECT 1", "db": "dbs/missing.sqlite"},
+        {"question": "bad split", "sql": "SELECT 1", "schema": "x", "split": "holdout"},
+        {"question": "bad ddl", "sql": "SELECT 1", "schema": "CREATE TABLE ((("},
+    ]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + "not json\n")
+    errors = RecordErrors(quiet=True)
+    splits = load_jsonl(path, errors, val_fraction=0.5)
+    everything = splits["train"] + splits["val"] + splits["test"]
+    assert len(everything) == 4 and len(errors) == 5
+    assert {m.split(": line ")[1].split(":")[0] for m in errors.messages} == {"5", "6", "7", "8", "9"}
+    pet = [e for e in everything if "pets" in e.question][0]
+    assert pet.schema.to_text() == "pet: id int pk, kind text, owner int fk person.id" and pet.db_path is None
+    assert [e.schema for e in splits["test"]] == ["toy: id int pk"]
+    a = [e for e in everything if e.db_id == "a"][0]
+    assert execute_sql(a.db_path, a.sql).rows == [(3,)]
+    train_dbs, val_dbs = {e.db_id for e in splits["train"]}, {e.db_id for e in splits["val"]}
+    assert val_dbs and not train_dbs & val_dbs
+    with pytest.raises(ValueError, match="does not exist"):
+        load_jsonl(tmp_path / "nope.jsonl")
+    with pytest.raises(ValueError, match="does not run"):
+        schema_from_ddl("CREATE TABLE (")
+
+
+def test_split_by_database_keeps_databases_whole():
+    from data.sources import Example
+
+    ex = [Example(f"db{i % 7}", f"q{i}", "SELECT 1", "t: a") for i in range(70)]
+    train, val = split_by_database(ex, 0.3, seed=2)
+    assert len({e.db_id for e in val}) == 2 and not {e.db_id for e in train} & {e.db_id for e in val}
+    train, val = split_by_database(ex[:1], 0.3)
+    assert len(train) == 1 and not val
+
+
+def test_huggingface_formats_offline(tmp_path, spider_dir):
+    datasets = pytest.importorskip("datasets")  # noqa: F841
+    from data.sources.huggingface import load_hf
+
+    # WikiSQL as the hub stores it (conds as a dict of lists, the table inline)
+    hub = []
+    for r in WIKI_RECORDS[:4]:
+        t = next(t for t in WIKI_TABLES if t["id"] == r["table_id"])
+        conds = {"column_index": [c[0] for c in r["sql"]["conds"]], "operator_index": [c[1] for c in r["sql"]["conds"]],
+                 "condition": [str(c[2]) for c in r["sql"]["conds"]]}
+        hub.append({"question": r["question"], "table": {**t, "rows": [[str(v) for v in row] for row in t["rows"]]},
+                    "sql": {"sel": r["sql"]["sel"], "agg": r["sql"]["agg"], "conds": conds}})
+    write_jsonl(tmp_path / "train.jsonl", hub)
+    write_jsonl(tmp_path / "validation.jsonl", hub[:2])
+    errors = RecordErrors(quiet=True)
+    splits = load_hf("json", tmp_path / "out", data_files={"train": str(tmp_path / "train.jsonl"),
+                                                           "validation": str(tmp_path / "validation.jsonl")},
+                     errors=errors)
+    assert len(splits["train"]) == 4 and len(splits["val"]) == 2 and not errors
+    assert splits["train"][0].sql == "SELECT player FROM t_1_10_1 WHERE no = 12"
+    assert execute_sql(splits["train"][0].db_path, splits["train"][0].sql).rows == [("Bob",)]
+
+    # DDL + SQL records (sql-create-context style)
+    write_jsonl(tmp_path / "ddl.jsonl", [{"question": f"How many heads {i}?", "answer": "SELECT COUNT(*) FROM head",
+                                          "context": "CREATE TABLE head (age INTEGER)"} for i in range(4)])
+    splits = load_hf("json", tmp_path / "out", data_files=[str(tmp_path / "ddl.jsonl")], errors=errors)
+    assert len(splits["train"]) == 4 and splits["train"][0].schema.to_text() == "head: age int"
+
+    # Spider-style records: schemas from a Spider folder
+    write_jsonl(tmp_path / "sp.jsonl", [{"db_id": "music_1", "question": "How many?", "query": "SELECT COUNT(*) FROM singer"},
+                                        {"db_id": "music_2", "question": "How many?", "query": "SELECT COUNT(*) FROM singer"}])
+    splits = load_hf("json", tmp_path / "out", data_files=[str(tmp_path / "sp.jsonl")], spider_dir=str(spider_dir))
+    assert {e.db_id for e in splits["train"] + splits["val"]} == {"music_1", "music_2"}
+    with pytest.raises(ValueError, match="hf-spider-dir"):
+        load_hf("json", tmp_path / "out", data_files=[str(tmp_path / "sp.jsonl")])
+    with pytest.raises(ValueError, match="cannot load"):
+        load_hf("json", tmp_path / "out", data_files=[str(tmp_path / "missing.jsonl")])
+
+
+def test_prepare_synthetic_packs_whole_examples(tmp_path, capsys):
+    from data import prepare
+    from data.text2sql_sources import load_examples
+    from gpt.prompt import END_TOKEN, SCHEMA_TOKEN, SQL_TOKEN
+    from gpt.tokenizer import Tokenizer
+
+    out = tmp_path / "prepared"
+    block = 128
+    rc = prepare.main(["--source", "synthetic", "--out", str(out), "--vocab-size", "600", "--block-size", str(block),
+                       "--questions-per-schema", "4", "--synthetic-databases", "12", "--synthetic-train-per-db", "30",
+                       "--synthetic-eval-per-db", "5"])
+    assert rc == 0
+    meta = json.loads((out / "meta.json").read_text())
+    tok = Tokenizer.load(str(out / meta["tokenizer"]))
+    sp = tok.special_tokens
+    ids = np.load(out / meta["splits"]["train"][0]["tokens"]).astype(np.int64)
+    mask = np.load(out / meta["splits"]["train"][0]["mask"])
+    n_windows = (len(ids) - 1) // block
+    for w in range(n_windows):  # the trainer's windows: inputs ids[w*T:(w+1)*T], targets shifted by one
+        win, learned = ids[w * block:(w + 1) * block + 1], mask[w * block:(w + 1) * block + 1]
+        for j in np.flatnonzero(learned[1:]) + 1:  # every learned target has its schema and <|sql|> in view
+            context = win[:j].tolist()
+            assert sp[SCHEMA_TOKEN] in context and sp[SQL_TOKEN] in context
+        assert learned[0] == 0 or w == 0  # no window starts in the middle of an SQL answer
+    # the learned tokens are exactly SQL answers, each closed by <|end|>
+    learned_text = tok.decode(ids[mask == 1].tolist())
+    assert learned_text.count(END_TOKEN) == int((ids == sp[END_TOKEN]).sum())
+    assert learned_text.startswith("SELECT")
+    examples, info = load_examples(out, "test")
+    assert info["block_size"] == block and len(examples) == 5 and all(e.db_path for e in examples)
+    assert sorted(meta["splits"]) == ["test", "train", "val"]
+
+
+def test_prepare_reports_user_mistakes(tmp_path, capsys):
+    from data import prepare
+
+    assert prepare.main(["--source", "spider", "--out", str(tmp_path / "o"), "--spider-dir", str(tmp_path / "no")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert prepare.main(["--source", "jsonl", "--out", str(tmp_path / "o")]) == 2
+    assert "needs --jsonl" in capsys.readouterr().err

@@ -1,0 +1,178 @@
+"""`python -m train.evaluate`: execution accuracy of a checkpoint on a prepared text-to-SQL split.
+
+    python -m train.evaluate --checkpoint runs/text2sql --data data/processed/text2sql --split test
+
+For every example of the split (written by `python -m data.prepare --source synthetic|spider|...`), the
+prompt is built exactly as in training (gpt/prompt.py, same schema cut), the model writes SQL greedily
+(temperature 0 by default) until <|end|>, and both the predicted and the gold SQL run read-only on the
+example's database (data/sql_exec.py). Reported (data/sql_metrics.py): execution accuracy, exact match
+after sqlglot normalisation, valid-SQL rate, and all three per SQL shape. A JSON report (summary and
+every example) is written to --out (default: <checkpoint run folder>/eval_<split>.json), the table is
+printed, and --show N examples are printed with their generated SQL and result rows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from gpt.prompt import END_TOKEN, decode_sql, fit_and_encode_prompt, special_token_ids
+
+
+@torch.no_grad()
+def generate_sql_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
+                       batch_size: int = 32, seed: int = 0, on_done=None) -> list[str]:
+    """SQL text for each prompt (token ids ending in <|sql|>). Prompts of equal length are decoded together
+    (the model has no padding mask, so a batch must share one length); on_done(n) reports progress."""
+    end_id = special_token_ids(tokenizer)[END_TOKEN]
+    device = next(model.parameters()).device
+    block = model.config.block_size
+    generator = torch.Generator(device=device).manual_seed(seed)
+    by_length = defaultdict(list)
+    for i, p in enumerate(prompts):
+        by_length[len(p)].append(i)
+    out: list[str] = [""] * len(prompts)
+    for length, indices in sorted(by_length.items()):
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            idx = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
+            steps = min(max_new_tokens, block - length)
+            rows = [[] for _ in chunk]
+            if steps > 0:
+                for tok in model.generate(idx, steps, temperature, None, None, end_id, generator):
+                    for r, t in enumerate(tok[:, 0].tolist()):
+                        rows[r].append(t)
+            for i, ids in zip(chunk, rows):
+                out[i] = decode_sql(tokenizer, ids)
+            if on_done is not None:
+                on_done(len(chunk))
+    return out
+
+
+def load_for_eval(checkpoint: str, tokenizer_path: str | None, data_dir: Path, device):
+    """(model, tokenizer, state) of a checkpoint; the tokenizer falls back to the data folder's."""
+    from gpt.sample import load_checkpoint_file, load_model, load_tokenizer
+
+    state, path = load_checkpoint_file(checkpoint)
+    tok_path = tokenizer_path or state.get("tokenizer")
+    if not tok_path or not Path(tok_path).is_file():  # moved run: use the data folder's tokenizer
+        from data.shards import read_meta
+
+        tok_path = data_dir / read_meta(data_dir).get("tokenizer", "")
+    return load_model(state, device), load_tokenizer(tok_path), state, path
+
+
+def evaluate(model, tokenizer, examples, block_size: int, max_sql_tokens: int, max_new_tokens: int = 128,
+             temperature: float = 0.0, batch_size: int = 32, timeout_s: float = 2.0, progress: bool = True) -> dict:
+    """Generate SQL for each example and score it; returns {"summary": ..., "examples": [...]}."""
+    from data.sql_metrics import score_example, summarize
+
+    runnable = [e for e in examples if e.db_path]
+    prompts = [fit_and_encode_prompt(tokenizer, e.schema, e.question, block_size, max_sql_tokens) for e in runnable]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(prompts), desc="generating SQL", unit="q", file=sys.stderr)
+    preds = generate_sql_batch(model, tokenizer, prompts, max_new_tokens, temperature, batch_size,
+                               on_done=bar.update if bar else None)
+    if bar:
+        bar.close()
+    scored, records = [], []
+    for e, pred in zip(runnable, preds):
+        s = score_example(e.db_path, e.sql, pred, timeout_s=timeout_s)
+        scored.append(s)
+        records.append({"db_id": e.db_id, "db_path": e.db_path, "question": e.question, "gold": e.sql, "pred": pred,
+                        "shape": s.shape, "exec_match": s.exec_match, "exact_match": s.exact_match,
+                        "valid": s.valid, "error": s.pred_result.error, "gold_error": s.gold_result.error})
+    summary = summarize(scored)
+    summary["n_without_database"] = len(examples) - len(runnable)
+    return {"summary": summary, "examples": records, "_scored": scored}
+
+
+def show_examples(report: dict, n: int, file=sys.stdout) -> None:
+    """Print n examples (spread over the split) with the generated SQL and its result rows."""
+    from data.sql_exec import format_rows
+
+    records, scored = report["examples"], report["_scored"]
+    if n <= 0 or not records:
+        return
+    step = max(1, len(records) // n)
+    for r, s in list(zip(records, scored))[::step][:n]:
+        mark = "correct" if r["exec_match"] else "WRONG"
+        print(f"\nQ: {r['question']}   [{r['db_id']}, {r['shape']}, {mark}]", file=file)
+        print(f"generated: {r['pred']}", file=file)
+        if not r["exec_match"]:
+            print(f"gold:      {r['gold']}", file=file)
+        print("  " + format_rows(s.pred_result, limit=5).replace("\n", "\n  "), file=file)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="a ckpt_*.pt file or a run folder (its newest checkpoint)")
+    p.add_argument("--data", required=True, help="a folder prepared by a text-to-SQL source of data.prepare")
+    p.add_argument("--split", default="test", help="split to evaluate (test, val, ...)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N examples (0: all)")
+    p.add_argument("--out", default=None, help="JSON report path (default: <run>/eval_<split>.json)")
+    p.add_argument("--show", type=int, default=5, help="print N examples with generated SQL and result rows")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds allowed per query")
+    p.add_argument("--tokenizer", default=None, help="tokenizer file (default: the checkpoint's)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from data.text2sql_sources import load_examples
+
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda but torch sees no CUDA GPU")
+        device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                              else "cpu")
+        data_dir = Path(args.data)
+        examples, meta = load_examples(data_dir, args.split)
+        if args.limit > 0:
+            examples = examples[: args.limit]
+        model, tok, state, ckpt_path = load_for_eval(args.checkpoint, args.tokenizer, data_dir, device)
+        special_token_ids(tok)  # a clear error if the checkpoint's tokenizer lacks the prompt tokens
+        block = min(model.config.block_size, int(meta.get("block_size", model.config.block_size)))
+        t0 = time.time()
+        report = evaluate(model, tok, examples, block, int(meta.get("max_sql_tokens", 96)), args.max_new_tokens,
+                          args.temperature, args.batch_size, args.timeout, progress=not args.no_progress)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from data.sql_metrics import format_table
+
+    summary = report["summary"]
+    out = Path(args.out) if args.out else ckpt_path.parent.parent / f"eval_{args.split}.json"
+    payload = {"checkpoint": str(ckpt_path), "step": state.get("step"), "data": str(data_dir), "split": args.split,
+               "temperature": args.temperature, "seconds": round(time.time() - t0, 1), "summary": summary,
+               "examples": report["examples"]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1, default=str))
+    show_examples(report, args.show)
+    print(f"\n{format_table(summary)}")
+    if summary.get("n_without_database"):
+        print(f"({summary['n_without_database']} examples without a database were not evaluated)")
+    print(f"execution accuracy {summary['execution_accuracy']:.1%} on {summary['n']} {args.split} examples "
+          f"-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

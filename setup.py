@@ -44,7 +44,7 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-benchmark", "hypothesis", "tiktoken", "regex"],
+        "dev": ["pytest", "pytest-benchmark", "hypothesis", "tiktoken", "regex", "pybind11>=2.10"],
         "bench": ["tokenizers"],
     },
     zip_safe=False,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from gpt.prompt import END_TOKEN, decode_sql, fit_and_encode_prompt, special_token_ids
+from gpt.prompt import decode_sql, fit_and_encode_prompt, special_token_ids
 
 
 @torch.no_grad()
@@ -29,7 +29,7 @@ def generate_sql_batch(model, tokenizer, prompts: list[list[int]], max_new_token
                        batch_size: int = 32, seed: int = 0, on_done=None) -> list[str]:
     """SQL text for each prompt (token ids ending in <|sql|>). Prompts of equal length are decoded together
     (the model has no padding mask, so a batch must share one length); on_done(n) reports progress."""
-    end_id = special_token_ids(tokenizer)[END_TOKEN]
+    stop_ids = set(special_token_ids(tokenizer).values())  # the SQL ends at <|end|> (or any control token)
     device = next(model.parameters()).device
     block = model.config.block_size
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -44,7 +44,8 @@ def generate_sql_batch(model, tokenizer, prompts: list[list[int]], max_new_token
             steps = min(max_new_tokens, block - length)
             rows = [[] for _ in chunk]
             if steps > 0:
-                for tok in model.generate(idx, steps, temperature, None, None, end_id, generator):
+                for tok in model.generate(idx, steps, temperature=temperature, stop_ids=stop_ids,
+                                          generator=generator):
                     for r, t in enumerate(tok[:, 0].tolist()):
                         rows[r].append(t)
             for i, ids in zip(chunk, rows):
@@ -95,10 +96,11 @@ def evaluate(model, tokenizer, examples, block_size: int, max_sql_tokens: int, m
     return {"summary": summary, "examples": records, "_scored": scored}
 
 
-def show_examples(report: dict, n: int, file=sys.stdout) -> None:
+def show_examples(report: dict, n: int, file=None) -> None:
     """Print n examples (spread over the split) with the generated SQL and its result rows."""
     from data.sql_exec import format_rows
 
+    file = file or sys.stdout
     records, scored = report["examples"], report["_scored"]
     if n <= 0 or not records:
         return

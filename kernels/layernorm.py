@@ -198,13 +198,15 @@ def launch_config(n: int) -> tuple[int, int]:
     return block_n, num_warps
 
 
-def backward_programs(m: int, device: torch.device) -> int:
+def backward_programs(m: int, n: int, device: torch.device) -> int:
     """How many programs share the rows in the backward (each writes one row of dw/db partials).
 
-    A few per SM keeps the GPU busy while the final reduction over (programs, N) stays small."""
+    Enough programs for ~32 warps per SM (a memory-bound loop needs many loads in flight), while
+    the final reduction over the (programs, N) fp32 partials stays small next to the rows."""
     if device.type == "cuda":
         sms = torch.cuda.get_device_properties(device).multi_processor_count
-        return max(1, min(m, 4 * sms))
+        warps = launch_config(n)[1] if n <= FUSED_BWD_MAX_WIDTH else DWDB_NUM_WARPS
+        return max(1, min(m, sms * max(2, 32 // warps)))
     return max(1, min(m, 4))  # Triton's CPU interpreter: few programs, long row loops
 
 
@@ -257,7 +259,7 @@ class _FusedLayerNorm(torch.autograd.Function):
         has_dh_out = ctx.has_res and dh_out is not None
         dh_out2 = _rows(dh_out, n) if has_dh_out else dy2
         dh = torch.empty((m, n), dtype=h.dtype, device=h.device)
-        programs = backward_programs(m, h.device)
+        programs = backward_programs(m, n, h.device)
         rows_per_program = triton.cdiv(max(m, 1), programs)
         has_w = weight is not None
         dw_partial = torch.empty((programs, n), dtype=torch.float32, device=h.device) if has_w else mean

@@ -77,7 +77,7 @@ class ResourceUsage:
     @property
     def spill_bytes(self) -> int:
         """Per-thread local memory (LOCAL + STACK). A Triton kernel calls no functions, so any
-        stack frame is register spill: a kernel that obviously spills (a 128x128 fp32 tile in one
+        stack frame is register spill: a kernel that obviously spills (a 64x128 fp32 tile in one
         warp) shows STACK > 0 and LOCAL = 0 with triton 3.9's ptxas."""
         return self.local_bytes + self.stack_bytes
 

@@ -49,7 +49,7 @@ def test_small_kernel_fits(cc):
 
 def test_gate_reports_spills_and_oversized_blocks():
     u = compile_for(_row_sum_kernel, {"x_ptr": "*fp32", "y_ptr": "*fp32", "stride": "i32"},
-                    {"ROWS": 128, "COLS": 128}, num_warps=1, cc=90)
+                    {"ROWS": 64, "COLS": 128}, num_warps=1, cc=90)
     assert u.spill_bytes > 0, str(u)
     with pytest.raises(AssertionError, match="spill"):
         assert_fits(u)

@@ -235,9 +235,10 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
         log_due = step % t.log_interval == 0
         eval_due = t.eval_interval > 0 and step % t.eval_interval == 0
         ckpt_due = t.ckpt_interval > 0 and step % t.ckpt_interval == 0
-        if not (log_due or eval_due or ckpt_due or step == t.max_steps or t.max_seconds > 0):
+        if not (log_due or eval_due or ckpt_due or step == t.max_steps):
             continue
-        # ---- sync point: losses to the host, summed over ranks; NaN check; time limit agreed by all
+        # ---- sync point: losses to the host, summed over ranks; NaN check; the time limit (checked
+        # only here, so that it never adds a sync) agreed by all ranks
         over_time = t.max_seconds > 0 and time.perf_counter() - t_start > t.max_seconds
         stats = ddp.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(over_time), device=device)]))
         loss_total, over_time_any = stats.tolist()

@@ -247,3 +247,17 @@ def test_finetune_from_checkpoint_on_masked_pairs(byte_data, tmp_path):
     assert np.isfinite(summary["loss"]) and summary["val_loss"] is None  # no val split in this data
     for name, w in pretrained["model"].items():  # started from the pretrained weights (lr ~ 0)
         torch.testing.assert_close(tuned["model"][name], w, rtol=0, atol=1e-6)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype, compiled", [("bf16", True), ("fp16", False)])
+def test_gpu_training_loss_falls(byte_data, tmp_path, dtype, compiled):
+    """One GPU: bf16 autocast + torch.compile with our kernels, and fp16 with the GradScaler."""
+    summary = run(config(byte_data, tmp_path, "train.device=cuda", f"train.dtype={dtype}",
+                         f"train.compile={str(compiled).lower()}", "train.max_steps=40", "train.log_interval=10",
+                         "train.batch_size=8", "train.ckpt_interval=0"))
+    losses = train_losses(tmp_path)
+    assert losses[-1] < losses[0] - 0.5, losses
+    state = load_checkpoint(tmp_path)
+    assert (state["scaler"] is not None) == (dtype == "fp16")
+    assert summary["tokens_per_s"] > 0

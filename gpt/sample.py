@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, help="SQLite file: answer the prompt as a question about it with SQL")
     p.add_argument("--tokenizer", default=None, help="tokenizer file (default: the one the checkpoint records)")
     p.add_argument("--max-new-tokens", type=int, default=200)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="0 = greedy (default: 0 with --db, where one best SQL query is wanted; else 0.8)")
     p.add_argument("--top-k", type=int, default=50, help="0 = off")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling; 1.0 = off")
     p.add_argument("--num-samples", type=int, default=1)
@@ -134,6 +135,8 @@ def main(argv=None) -> int:
     try:
         if args.max_new_tokens <= 0 or args.num_samples <= 0:
             raise ValueError("--max-new-tokens and --num-samples must be positive")
+        if args.temperature is None:
+            args.temperature = 0.0 if args.db else 0.8
         if not 0.0 < args.top_p <= 1.0 or args.temperature < 0:
             raise ValueError("--top-p must be in (0, 1] and --temperature >= 0")
         if args.device == "cuda" and not torch.cuda.is_available():

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from kernels.backend import use_triton
+from kernels.backend import triton_interpreting, use_triton
 
 REDUCTIONS = ("mean", "sum", "none")
 MAX_BLOCK_V = 4096
@@ -164,6 +164,12 @@ def _grad_scale(kept, reduction):
     return torch.ones(1, dtype=torch.float32, device=kept.device)
 
 
+def _eager_when_interpreting(fn):
+    """torch.compile cannot trace Triton's CPU interpreter: run the op eagerly there (a graph
+    break). On a GPU the kernels are real @triton.jit functions, which Dynamo can trace."""
+    return torch.compiler.disable(fn) if triton_interpreting() else fn
+
+
 def _check_reduction(reduction):
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
@@ -183,25 +189,28 @@ class _CrossEntropy(torch.autograd.Function):
         grad = torch.empty_like(x2) if ctx.needs_input_grad[0] else None
         _launch(x2, grad, t, loss_rows, _grad_scale(kept, reduction), ignore_index,
                 label_smoothing, z_loss)
-        ctx.grad = grad
+        ctx.save_for_backward(grad)
         ctx.reduction = reduction
         ctx.logits_shape = logits.shape
         return _reduce(loss_rows, kept, reduction, targets.shape, logits.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
-        grad = ctx.grad
-        if grad is None:
-            raise RuntimeError("kernels.cross_entropy: backward ran twice through the same graph "
-                               "(retain_graph); its stored gradient is scaled in place once")
-        ctx.grad = None
+        (grad,) = ctx.saved_tensors
         # The buffer is ours and used only here, so scale it in place (no second logits-sized
-        # allocation). "mean"/"sum": one scalar; "none": one factor per row.
+        # allocation). "mean"/"sum": one scalar; "none": one factor per row. A second backward
+        # through the same graph (retain_graph) is refused by autograd's version check on the
+        # saved buffer rather than silently scaling it twice.
         if ctx.reduction == "none":
             grad.mul_(grad_output.reshape(-1, 1).to(grad.dtype))
         else:
             grad.mul_(grad_output.to(grad.dtype))
         return grad.view(ctx.logits_shape), None, None, None, None, None
+
+
+@_eager_when_interpreting
+def _triton_cross_entropy(logits, targets, ignore_index, reduction, label_smoothing, z_loss):
+    return _CrossEntropy.apply(logits, targets, ignore_index, reduction, label_smoothing, z_loss)
 
 
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0):
@@ -211,8 +220,8 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", label_sm
     z-loss term z * logsumexp^2 per kept row; the loss has the logits' dtype."""
     _check_reduction(reduction)
     if use_triton(logits):
-        return _CrossEntropy.apply(logits, targets, ignore_index, reduction, float(label_smoothing),
-                                   float(z_loss))
+        return _triton_cross_entropy(logits, targets, ignore_index, reduction, float(label_smoothing),
+                                     float(z_loss))
     x = logits.reshape(-1, logits.shape[-1])
     t = targets.reshape(-1)
     loss = F.cross_entropy(x.float(), t, ignore_index=ignore_index, reduction="none",
@@ -322,11 +331,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 _linear_ce_pass(x2, w, b, t, None, ignore_index, rows_per_chunk, loss_rows,
                                 False, False, False, False)
                 ctx.save_for_backward(x2, w, b, t)
-                ctx.grads = None
             else:
                 grads = _linear_ce_pass(x2, w, b, t, _grad_scale(kept, reduction), ignore_index,
                                         rows_per_chunk, loss_rows, want_dx, want_dw, want_db, False)
-                ctx.grads = grads
+                ctx.save_for_backward(*grads)
         return _reduce(loss_rows, kept, reduction, targets.shape, x.dtype)
 
     @staticmethod
@@ -344,7 +352,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         else:
             # The forward already made the gradients for an upstream gradient of 1: scale them
             # (out of place: a second backward with retain_graph stays right).
-            dx, dw, db = ctx.grads
+            dx, dw, db = ctx.saved_tensors
             g = grad_output.float()
             dx = dx * g.to(dx.dtype) if dx is not None else None
             dw = dw * g if dw is not None else None
@@ -355,6 +363,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return dx, dw, None, db, None, None, None
 
 
+@_eager_when_interpreting
 def _triton_linear_cross_entropy(x, weight, targets, bias=None, ignore_index=-100, reduction="mean",
                                  rows_per_chunk=None):
     """The Triton path with an explicit chunk size (tests use small chunks to cover the loop)."""
@@ -369,7 +378,7 @@ def linear_cross_entropy(x, weight, targets, bias=None, ignore_index=-100, reduc
     so peak memory is a chunk of logits plus an fp32 dW instead of all (tokens x V) logits."""
     _check_reduction(reduction)
     if use_triton(x):
-        return _LinearCrossEntropy.apply(x, weight, targets, bias, ignore_index, reduction, None)
+        return _triton_linear_cross_entropy(x, weight, targets, bias, ignore_index, reduction)
     logits = F.linear(x.reshape(-1, x.shape[-1]), weight, bias)
     loss = cross_entropy(logits, targets.reshape(-1), ignore_index=ignore_index, reduction=reduction)
     return loss.reshape(targets.shape) if reduction == "none" else loss

@@ -173,7 +173,8 @@ def test_second_backward_through_same_graph_is_refused():
     logits = make_logits((2, 10), torch.float32, seed=9)
     loss = kernels.cross_entropy(logits, make_targets((2,), 10, seed=9))
     loss.backward(retain_graph=True)
-    with pytest.raises(RuntimeError, match="backward ran twice"):
+    # The saved gradient was scaled in place; autograd's version counter refuses to reuse it.
+    with pytest.raises(RuntimeError, match="inplace"):
         loss.backward()
 
 

@@ -2,7 +2,7 @@
 # The GPU suite (../shared/GPU.md): build, CUDA correctness tests, kernel benchmarks and a GPT-2 124M
 # training throughput comparison, in one run of under 8 minutes on one H100/H200, summary table last.
 #
-#   bash bench/gpu_suite.sh             # results under $OUT, or bench/results/gpu-<utc time>/
+#   bash bench/gpu_suite.sh             # results under $OUT, or bench/results/gpu-<GPU name>-<utc time>/
 #   bash bench/gpu_suite.sh --dry-run   # print the plan (each command and its time limit), run nothing
 #   bash bench/gpu_suite.sh --quick     # ~3 minutes: quick kernel shapes, 25 s training runs
 #   bash bench/gpu_suite.sh --pack      # also leave everything in one results.tar.gz (few files to fetch)
@@ -27,7 +27,8 @@ for arg in "$@"; do
 done
 
 PY=${PYTHON:-python}
-RESULTS=${OUT:-bench/results/gpu-$(date -u +%Y%m%d-%H%M%S)}
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | tr -c 'A-Za-z0-9\n' '-' | tr -s '-')
+RESULTS=${OUT:-bench/results/gpu-${GPU_NAME:-unknown}-$(date -u +%Y%m%d-%H%M%S)}
 BUDGET=${SUITE_BUDGET_S:-470}
 mkdir -p "$RESULTS"
 START=$(date +%s)

@@ -72,7 +72,10 @@ def _cross_entropy_kernel(
             sum_x += tl.sum(tl.where(mask, x, 0.0), axis=0)
     log_s = tl.log(sum_exp)
     lse = m + log_s
-    x_target = tl.load(logits_row + target).to(tl.float32)
+    # A target outside [0, V) (a data bug) must not read out of bounds: it makes the loss NaN,
+    # loudly, without the host sync a check on the targets would cost.
+    valid = (target >= 0) & (target < V)
+    x_target = tl.load(logits_row + target, mask=valid, other=float("nan")).to(tl.float32)
     q = sum_other / sum_exp                          # 1 - p_t
     p_target = tl.exp(x_target - m) / sum_exp
     # -log p_t: (m - x_t) + log S is exact for large |logits| (no lse rounding); when the model is
@@ -175,6 +178,14 @@ def _check_reduction(reduction):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
 
 
+def _check_options(reduction, label_smoothing, z_loss):
+    _check_reduction(reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], not {label_smoothing}")
+    if z_loss < 0.0:
+        raise ValueError(f"z_loss must be >= 0, not {z_loss}")
+
+
 class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, targets, ignore_index, reduction, label_smoothing, z_loss):
@@ -218,7 +229,7 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", label_sm
 
     Same meaning as F.cross_entropy(logits.view(-1, V), targets.view(-1), ...) plus an optional
     z-loss term z * logsumexp^2 per kept row; the loss has the logits' dtype."""
-    _check_reduction(reduction)
+    _check_options(reduction, label_smoothing, z_loss)
     if use_triton(logits):
         return _triton_cross_entropy(logits, targets, ignore_index, reduction, float(label_smoothing),
                                      float(z_loss))

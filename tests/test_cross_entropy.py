@@ -178,6 +178,20 @@ def test_second_backward_through_same_graph_is_refused():
         loss.backward()
 
 
+@interpreting
+def test_target_out_of_range_gives_nan_not_a_bad_read():
+    logits = make_logits((3, 20), torch.float32, seed=16)
+    loss = kernels.cross_entropy(logits, torch.tensor([1, 20, 2]), reduction="none")
+    assert torch.isfinite(loss[[0, 2]]).all() and loss[1].isnan()
+
+
+def test_bad_options_are_value_errors():
+    with pytest.raises(ValueError, match="label_smoothing"):
+        kernels.cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), label_smoothing=1.5)
+    with pytest.raises(ValueError, match="z_loss"):
+        kernels.cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), z_loss=-1.0)
+
+
 def test_bad_reduction_is_a_value_error():
     with pytest.raises(ValueError, match="reduction"):
         kernels.cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), reduction="avg")

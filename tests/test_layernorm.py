@@ -54,13 +54,13 @@ def check_against_reference(x, r, w, b, eps=1e-5, grad_h=True):
     assert y.dtype == dtype and y.shape == x.shape
     assert rel_err(y, y64) < TOL[dtype], f"y: {rel_err(y, y64)}"
     g = torch.Generator().manual_seed(1)
-    dy = torch.randn(x.shape, generator=g).to(dtype)
+    dy = torch.randn(x.shape, generator=g).to(device=x.device, dtype=dtype)
     loss, loss64 = (y.float() * dy.float()).sum(), (y64 * dy.double()).sum()
     if r is not None:
         h, h64 = out[1], ref[1]
         assert rel_err(h, h64) < TOL[dtype], f"h: {rel_err(h, h64)}"
         if grad_h:  # the next residual stream also gets a gradient (the dh_out path)
-            dh = torch.randn(x.shape, generator=g).to(dtype)
+            dh = torch.randn(x.shape, generator=g).to(device=x.device, dtype=dtype)
             loss, loss64 = loss + (h.float() * dh.float()).sum(), loss64 + (h64 * dh.double()).sum()
     loss.backward()
     loss64.backward()

@@ -334,9 +334,10 @@ def test_compile_gate_sm80_sm90():
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_cuda_values_and_grads(dtype, reduction):
-    logits = make_logits((2048, 50257), dtype, device="cuda", seed=20)
-    targets = make_targets((2048,), 50257, device="cuda", ignore_every=7, seed=20)
+@pytest.mark.parametrize("v", [5, 50257])
+def test_cuda_values_and_grads(dtype, reduction, v):
+    logits = make_logits((2048, v), dtype, device="cuda", seed=20)
+    targets = make_targets((2048,), v, device="cuda", ignore_every=7, seed=20)
     check_ce(logits, targets, reduction, label_smoothing=0.1, z_loss=1e-4)
 
 

@@ -202,7 +202,7 @@ def test_compile_gate_sm80_sm90():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-@pytest.mark.parametrize("n", [768, 1023, 1500, 4099, 8192, 16384])
+@pytest.mark.parametrize("n", [1, 7, 768, 1023, 1500, 4099, 8192, 16384])
 def test_cuda_values_and_grads(dtype, n):
     x, r, w, b = make_inputs((4, 512, n) if n <= 4099 else (2, 256, n), dtype, device="cuda", seed=n)
     check_against_reference(x, r, w, b)

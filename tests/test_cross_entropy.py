@@ -76,7 +76,7 @@ def check_ce(logits, targets, reduction="mean", label_smoothing=0.0, z_loss=0.0,
 @pytest.mark.parametrize("v,rows", [(5, 16), (1000, 8), (1000, 1), (50257, 2)])
 def test_values_and_grads(dtype, v, rows):
     logits = make_logits((rows, v), dtype, seed=v)
-    check_ce(logits, make_targets((rows,), v, ignore_every=5, seed=v))
+    check_ce(logits, make_targets((rows,), v, ignore_every=5 if rows > 1 else 0, seed=v))
 
 
 @interpreting

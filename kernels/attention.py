@@ -1,20 +1,578 @@
-"""Fused causal attention (FlashAttention-2 style).
+"""Fused causal attention, FlashAttention-2 style: Triton forward and backward kernels.
 
-The Triton kernel lands with issue 4; until then every backend runs PyTorch's SDPA.
+For one batch element and head (q: Tq x D, k and v: Tk x D, s = the softmax scale, 1/sqrt(D) by
+default):
+
+    S = s * Q K^T            P = softmax(S + mask) row by row            O = P V
+
+The causal mask is aligned to the end: query i sees key j iff j <= i + (Tk - Tq), so a short query
+block (decoding with a KV cache) sees the whole past. A query that sees no key (Tq > Tk) gets O = 0.
+
+Forward (one program per BLOCK_M queries, looping over BLOCK_N keys at a time). S and P are never
+stored: an online softmax keeps, per query row, the running max m, the running sum l and the
+unnormalised output acc. It works in base 2 because exp2 is the GPU's native instruction: with
+S2 = S * log2(e), exp(S - m) = exp2(S2 - m2), so log2(e) is folded into the scale once
+(qk_scale = s / ln 2) and every score costs one multiply and one exp2. For each key tile j:
+
+    m_new = max(m, rowmax(S2_j))     alpha = exp2(m - m_new)     P_j = exp2(S2_j - m_new)
+    l = alpha * l + rowsum(P_j)      acc = alpha * acc + P_j V_j          m = m_new
+
+and at the end O = acc / l and LSE2 = m + log2(l), the base-2 log-sum-exp of the row, saved for the
+backward. With the causal mask, the key tiles left of the diagonal run without any mask, the tiles
+that cross the diagonal (and a ragged last tile) are masked, and the tiles above it are skipped:
+causal attention costs half the FLOPs of the full one.
+
+Backward (dO given), recomputing P tile by tile from LSE2 instead of storing it:
+
+    Delta_i = rowsum(dO_i * O_i)     (= rowsum(P_i * dP_i), a preprocess kernel)
+    P = exp2(S2 - LSE2)    dV = P^T dO    dP = dO V^T    dS = P * (dP - Delta)
+    dQ = s * dS K          dK = s * dS^T Q
+
+dK and dV come from one program per key tile looping over the query tiles that see it; dQ from one
+program per query tile looping over its key tiles (the forward's loop). Every gradient row is
+written by exactly one program: no atomics, and the result is bit-for-bit reproducible. All sums
+accumulate in fp32; the matmul operands stay in the input dtype (P and dS are cast to it, as in
+FlashAttention-2).
+
+kernels.attention(q, k, v) runs these kernels on CUDA tensors (or anywhere with KERNELS_BACKEND=
+triton and TRITON_INTERPRET=1) and PyTorch's scaled_dot_product_attention otherwise.
 """
+from __future__ import annotations
+
+import dataclasses
+import math
+
 import torch
 import torch.nn.functional as F
+import triton
+import triton.language as tl
 
 from kernels.backend import use_triton
 
+SUPPORTED_HEAD_DIMS = (16, 32, 64, 128)
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+LOG2_E = 1.4426950408889634  # 1 / ln 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Forward
+# ----------------------------------------------------------------------------------------------
+
+@triton.jit
+def _causal_key_range(start_m, T_Q, T_K, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr,
+                      BLOCK_N: tl.constexpr):
+    """Key range [0, hi) that the queries start_m .. start_m+BLOCK_M-1 see, split at full_end.
+
+    Keys [0, full_end) are visible to every query of the tile and all < T_K: no mask needed.
+    Keys [full_end, hi) cross the diagonal or the ragged end: masked. full_end is a multiple of
+    BLOCK_N so both loops step over whole tiles; keys at or beyond hi are never loaded."""
+    if CAUSAL:
+        diag = T_K - T_Q
+        # The first query of the tile sees keys <= start_m + diag; the last, <= start_m+BLOCK_M-1+diag.
+        full_end = tl.minimum(start_m + diag + 1, T_K)
+        hi = tl.minimum(start_m + BLOCK_M + diag, T_K)
+    else:
+        full_end = T_K
+        hi = T_K
+    full_end = tl.maximum(full_end, 0) // BLOCK_N * BLOCK_N
+    return full_end, hi
+
+
+@triton.jit
+def _attn_fwd_tiles(acc, l_i, m_i, q, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
+                    lo, hi, offs_m, offs_d, T_Q, T_K, qk_scale,
+                    CAUSAL: tl.constexpr, MASKED: tl.constexpr, BLOCK_N: tl.constexpr,
+                    DOT_PRECISION: tl.constexpr):
+    """Online-softmax update of (acc, l_i, m_i) with the key tiles starting at lo, lo+BLOCK_N, .. < hi."""
+    offs_n = tl.arange(0, BLOCK_N)
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        k_ptrs = K + cols[:, None] * stride_kt + offs_d[None, :] * stride_kd
+        v_ptrs = V + cols[:, None] * stride_vt + offs_d[None, :] * stride_vd
+        if MASKED:
+            k = tl.load(k_ptrs, mask=cols[:, None] < T_K, other=0.0)
+            v = tl.load(v_ptrs, mask=cols[:, None] < T_K, other=0.0)
+        else:
+            k = tl.load(k_ptrs)
+            v = tl.load(v_ptrs)
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale  # base-2 scores
+        if MASKED:
+            keep = cols[None, :] < T_K
+            if CAUSAL:
+                keep = keep & (cols[None, :] <= offs_m[:, None] + (T_K - T_Q))
+            s = tl.where(keep, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        if MASKED and CAUSAL:
+            # A row that has seen no key yet (only when Tq > Tk) has m_new = -inf; subtracting 0
+            # instead keeps alpha and P at exact zeros rather than NaN = exp2(-inf - -inf).
+            m_sub = tl.where(m_new == float("-inf"), 0.0, m_new)
+        else:
+            m_sub = m_new
+        alpha = tl.math.exp2(m_i - m_sub)
+        p = tl.math.exp2(s - m_sub[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PRECISION)
+        m_i = m_new
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _attn_fwd(Q, K, V, O, LSE,
+              stride_qb, stride_qh, stride_qt, stride_qd,
+              stride_kb, stride_kh, stride_kt, stride_kd,
+              stride_vb, stride_vh, stride_vt, stride_vd,
+              stride_ob, stride_oh, stride_ot, stride_od,
+              H, T_Q, T_K, qk_scale,
+              CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+              BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """O and LSE2 for queries [start_m, start_m + BLOCK_M) of one (batch, head); grid (Tq tiles, B*H)."""
+    start_m = tl.program_id(0) * BLOCK_M
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)  # int64: B*H*T*D may exceed 2^31 elements
+    h = (bh % H).to(tl.int64)
+    Q += b * stride_qb + h * stride_qh
+    K += b * stride_kb + h * stride_kh
+    V += b * stride_vb + h * stride_vh
+    O += b * stride_ob + h * stride_oh
+
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_ok = offs_m < T_Q
+    q = tl.load(Q + offs_m[:, None] * stride_qt + offs_d[None, :] * stride_qd,
+                mask=row_ok[:, None], other=0.0)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+
+    full_end, hi = _causal_key_range(start_m, T_Q, T_K, CAUSAL, BLOCK_M, BLOCK_N)
+    acc, l_i, m_i = _attn_fwd_tiles(acc, l_i, m_i, q, K, V, stride_kt, stride_kd, stride_vt,
+                                    stride_vd, 0, full_end, offs_m, offs_d, T_Q, T_K, qk_scale,
+                                    CAUSAL, False, BLOCK_N, DOT_PRECISION)
+    acc, l_i, m_i = _attn_fwd_tiles(acc, l_i, m_i, q, K, V, stride_kt, stride_kd, stride_vt,
+                                    stride_vd, full_end, hi, offs_m, offs_d, T_Q, T_K, qk_scale,
+                                    CAUSAL, True, BLOCK_N, DOT_PRECISION)
+
+    # A row with no visible key has l = 0: its output is 0 and its LSE2 is +inf, which makes the
+    # backward's P = exp2(S2 - LSE2) exactly 0 for it.
+    seen = l_i > 0.0
+    out = acc / tl.where(seen, l_i, 1.0)[:, None]
+    lse2 = tl.where(seen, m_i + tl.math.log2(tl.where(seen, l_i, 1.0)), float("inf"))
+    tl.store(O + offs_m[:, None] * stride_ot + offs_d[None, :] * stride_od,
+             out.to(O.dtype.element_ty), mask=row_ok[:, None])
+    tl.store(LSE + bh.to(tl.int64) * T_Q + offs_m, lse2, mask=row_ok)
+
+
+# ----------------------------------------------------------------------------------------------
+# Backward
+# ----------------------------------------------------------------------------------------------
+
+@triton.jit
+def _attn_bwd_preprocess(O, DO, DELTA,
+                         stride_ob, stride_oh, stride_ot, stride_od,
+                         stride_dob, stride_doh, stride_dot, stride_dod,
+                         H, T_Q,
+                         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Delta = rowsum(dO * O) in fp32 for BLOCK_M query rows of one (batch, head)."""
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_ok = offs_m[:, None] < T_Q
+    o = tl.load(O + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_ot
+                + offs_d[None, :] * stride_od, mask=row_ok, other=0.0)
+    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dot
+                 + offs_d[None, :] * stride_dod, mask=row_ok, other=0.0)
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    tl.store(DELTA + bh.to(tl.int64) * T_Q + offs_m, delta, mask=offs_m < T_Q)
+
+
+@triton.jit
+def _attn_bwd_dkdv_tiles(dk, dv, k, v, Q, DO, LSE, DELTA,
+                         stride_qt, stride_qd, stride_dot, stride_dod,
+                         lo, hi, offs_n, offs_d, T_Q, T_K, qk_scale,
+                         MASKED: tl.constexpr, BLOCK_M: tl.constexpr,
+                         DOT_PRECISION: tl.constexpr):
+    """Add to dK, dV of one key tile the query tiles starting at lo, lo+BLOCK_M, .. < hi.
+
+    Works on transposed tiles (keys x queries) so that P^T and dS^T come out directly:
+    S2^T = K Q^T, dV += P^T dO, dP^T = V dO^T, dK += dS^T Q (scaled by s once at the end)."""
+    for start_m in range(lo, hi, BLOCK_M):
+        rows = start_m + tl.arange(0, BLOCK_M)
+        row_ok = rows < T_Q
+        # Rows past T_Q load as q = dO = 0, Delta = 0, LSE2 = +inf: they add exactly nothing.
+        q = tl.load(Q + rows[:, None] * stride_qt + offs_d[None, :] * stride_qd,
+                    mask=row_ok[:, None], other=0.0)
+        do = tl.load(DO + rows[:, None] * stride_dot + offs_d[None, :] * stride_dod,
+                     mask=row_ok[:, None], other=0.0)
+        lse2 = tl.load(LSE + rows, mask=row_ok, other=float("inf"))
+        delta = tl.load(DELTA + rows, mask=row_ok, other=0.0)
+        s_t = tl.dot(k, tl.trans(q), input_precision=DOT_PRECISION) * qk_scale
+        p_t = tl.math.exp2(s_t - lse2[None, :])
+        if MASKED:  # causal: key j is visible to query i iff j <= i + (Tk - Tq)
+            p_t = tl.where(offs_n[:, None] <= rows[None, :] + (T_K - T_Q), p_t, 0.0)
+        dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=DOT_PRECISION)
+        dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
+        ds_t = p_t * (dp_t - delta[None, :])
+        dk = tl.dot(ds_t.to(q.dtype), q, dk, input_precision=DOT_PRECISION)
+    return dk, dv
+
+
+@triton.jit
+def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA,
+                   stride_qb, stride_qh, stride_qt, stride_qd,
+                   stride_kb, stride_kh, stride_kt, stride_kd,
+                   stride_vb, stride_vh, stride_vt, stride_vd,
+                   stride_dob, stride_doh, stride_dot, stride_dod,
+                   stride_dkb, stride_dkh, stride_dkt, stride_dkd,
+                   stride_dvb, stride_dvh, stride_dvt, stride_dvd,
+                   H, T_Q, T_K, sm_scale, qk_scale,
+                   CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                   BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """dK, dV for keys [start_n, start_n + BLOCK_N) of one (batch, head); grid (Tk tiles, B*H)."""
+    start_n = tl.program_id(0) * BLOCK_N
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    Q += b * stride_qb + h * stride_qh
+    K += b * stride_kb + h * stride_kh
+    V += b * stride_vb + h * stride_vh
+    DO += b * stride_dob + h * stride_doh
+    LSE += bh.to(tl.int64) * T_Q
+    DELTA += bh.to(tl.int64) * T_Q
+
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    key_ok = offs_n[:, None] < T_K
+    # Keys past T_K load as 0; their dK, dV rows are computed but never stored, and a key row
+    # only ever feeds its own dK, dV row.
+    k = tl.load(K + offs_n[:, None] * stride_kt + offs_d[None, :] * stride_kd, mask=key_ok, other=0.0)
+    v = tl.load(V + offs_n[:, None] * stride_vt + offs_d[None, :] * stride_vd, mask=key_ok, other=0.0)
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+
+    if CAUSAL:
+        diag = T_K - T_Q
+        # Query i sees key j iff i >= j - diag. The first query to see key start_n is start_n - diag;
+        # from start_n + BLOCK_N - 1 - diag on, a query sees the whole tile (no mask).
+        lo = tl.maximum(start_n - diag, 0) // BLOCK_M * BLOCK_M
+        full_start = tl.cdiv(tl.maximum(start_n + BLOCK_N - 1 - diag, 0), BLOCK_M) * BLOCK_M
+        dk, dv = _attn_bwd_dkdv_tiles(dk, dv, k, v, Q, DO, LSE, DELTA, stride_qt, stride_qd,
+                                      stride_dot, stride_dod, lo, tl.minimum(full_start, T_Q),
+                                      offs_n, offs_d, T_Q, T_K, qk_scale, True, BLOCK_M,
+                                      DOT_PRECISION)
+    else:
+        full_start = 0
+    dk, dv = _attn_bwd_dkdv_tiles(dk, dv, k, v, Q, DO, LSE, DELTA, stride_qt, stride_qd,
+                                  stride_dot, stride_dod, full_start, T_Q, offs_n, offs_d, T_Q,
+                                  T_K, qk_scale, False, BLOCK_M, DOT_PRECISION)
+
+    dk = dk * sm_scale
+    dk_ptrs = DK + b * stride_dkb + h * stride_dkh + offs_n[:, None] * stride_dkt + offs_d[None, :] * stride_dkd
+    dv_ptrs = DV + b * stride_dvb + h * stride_dvh + offs_n[:, None] * stride_dvt + offs_d[None, :] * stride_dvd
+    tl.store(dk_ptrs, dk.to(DK.dtype.element_ty), mask=key_ok)
+    tl.store(dv_ptrs, dv.to(DV.dtype.element_ty), mask=key_ok)
+
+
+@triton.jit
+def _attn_bwd_dq_tiles(dq, q, do, lse2, delta, K, V, stride_kt, stride_kd, stride_vt, stride_vd,
+                       lo, hi, offs_m, offs_d, T_Q, T_K, qk_scale,
+                       CAUSAL: tl.constexpr, MASKED: tl.constexpr, BLOCK_N: tl.constexpr,
+                       DOT_PRECISION: tl.constexpr):
+    """Add to dQ of one query tile the key tiles starting at lo, lo+BLOCK_N, .. < hi (dQ += dS K)."""
+    offs_n = tl.arange(0, BLOCK_N)
+    for start_n in range(lo, hi, BLOCK_N):
+        cols = start_n + offs_n
+        k_ptrs = K + cols[:, None] * stride_kt + offs_d[None, :] * stride_kd
+        v_ptrs = V + cols[:, None] * stride_vt + offs_d[None, :] * stride_vd
+        if MASKED:
+            k = tl.load(k_ptrs, mask=cols[:, None] < T_K, other=0.0)
+            v = tl.load(v_ptrs, mask=cols[:, None] < T_K, other=0.0)
+        else:
+            k = tl.load(k_ptrs)
+            v = tl.load(v_ptrs)
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION) * qk_scale
+        p = tl.math.exp2(s - lse2[:, None])
+        if MASKED:
+            keep = cols[None, :] < T_K
+            if CAUSAL:
+                keep = keep & (cols[None, :] <= offs_m[:, None] + (T_K - T_Q))
+            p = tl.where(keep, p, 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PRECISION)
+        ds = p * (dp - delta[:, None])
+        dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PRECISION)
+    return dq
+
+
+@triton.jit
+def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA,
+                 stride_qb, stride_qh, stride_qt, stride_qd,
+                 stride_kb, stride_kh, stride_kt, stride_kd,
+                 stride_vb, stride_vh, stride_vt, stride_vd,
+                 stride_dob, stride_doh, stride_dot, stride_dod,
+                 stride_dqb, stride_dqh, stride_dqt, stride_dqd,
+                 H, T_Q, T_K, sm_scale, qk_scale,
+                 CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                 BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """dQ for queries [start_m, start_m + BLOCK_M) of one (batch, head); grid (Tq tiles, B*H)."""
+    start_m = tl.program_id(0) * BLOCK_M
+    bh = tl.program_id(1)
+    b = (bh // H).to(tl.int64)
+    h = (bh % H).to(tl.int64)
+    K += b * stride_kb + h * stride_kh
+    V += b * stride_vb + h * stride_vh
+
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    row_ok = offs_m < T_Q
+    q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qt
+                + offs_d[None, :] * stride_qd, mask=row_ok[:, None], other=0.0)
+    do = tl.load(DO + b * stride_dob + h * stride_doh + offs_m[:, None] * stride_dot
+                 + offs_d[None, :] * stride_dod, mask=row_ok[:, None], other=0.0)
+    lse2 = tl.load(LSE + bh.to(tl.int64) * T_Q + offs_m, mask=row_ok, other=float("inf"))
+    delta = tl.load(DELTA + bh.to(tl.int64) * T_Q + offs_m, mask=row_ok, other=0.0)
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+
+    full_end, hi = _causal_key_range(start_m, T_Q, T_K, CAUSAL, BLOCK_M, BLOCK_N)
+    dq = _attn_bwd_dq_tiles(dq, q, do, lse2, delta, K, V, stride_kt, stride_kd, stride_vt,
+                            stride_vd, 0, full_end, offs_m, offs_d, T_Q, T_K, qk_scale,
+                            CAUSAL, False, BLOCK_N, DOT_PRECISION)
+    dq = _attn_bwd_dq_tiles(dq, q, do, lse2, delta, K, V, stride_kt, stride_kd, stride_vt,
+                            stride_vd, full_end, hi, offs_m, offs_d, T_Q, T_K, qk_scale,
+                            CAUSAL, True, BLOCK_N, DOT_PRECISION)
+    dq = dq * sm_scale
+    tl.store(DQ + b * stride_dqb + h * stride_dqh + offs_m[:, None] * stride_dqt
+             + offs_d[None, :] * stride_dqd, dq.to(DQ.dtype.element_ty), mask=row_ok[:, None])
+
+
+# ----------------------------------------------------------------------------------------------
+# Launch configurations
+# ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class TileConfig:
+    block_m: int      # query rows per tile
+    block_n: int      # key rows per tile
+    num_warps: int
+    num_stages: int   # software-pipelining depth of the tile loop (cp.async / TMA prefetch)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionConfigs:
+    forward: TileConfig
+    dkdv: TileConfig   # one program per block_n keys, looping over block_m queries
+    dq: TileConfig     # one program per block_m queries, looping over block_n keys
+    preprocess_block_m: int = 64
+
+
+# The launch tables. Why these numbers (sm_80 = A100: 108 SMs, 164 KB shared memory per SM, 64K
+# registers; sm_90 = H100/H200: 132 SMs, 228 KB shared, 64K registers):
+# - Forward: 128 query rows per program amortise each K/V tile over many rows (FlashAttention-2's
+#   choice); the fp32 accumulator (128 x D) and the score tile (128 x BLOCK_N) live in registers,
+#   so D = 128 takes 64 keys per step with 8 warps, while D <= 64 affords 128 keys on sm_90 (and 4
+#   warps on sm_80). 3 stages prefetch the next K/V tiles while the tensor cores work; K+V tiles of
+#   64 x 128 x 2 bytes x 3 stages + Q fit sm_80's shared memory.
+# - dK/dV: the program holds K, V and two fp32 accumulators (BLOCK_N x D each) for its whole life,
+#   so its key tile is the large side and the query tile that streams past is small (FA2 and the
+#   Triton tutorial use 128 keys x 32-64 queries for D <= 64); for D = 128, 64 keys keep the two
+#   accumulators (2 x 64 x 128 fp32) within the register file without spills.
+# - dQ: the mirror image: many queries (held with dO and the fp32 dQ accumulator), few keys per step.
+# - fp32 inputs use exact fp32 dots (input_precision="ieee", no TF32: the same precision as
+#   PyTorch's default fp32 matmul), which run on the CUDA cores; smaller tiles keep them in registers.
+# Every entry is proven by tests/test_attention.py's compile gate (sm_80 and sm_90: no spills,
+# shared memory within the card). No autotuning: the tile shape sets the order of the sums, so a
+# timing-based pick would make results differ between runs and machines; a fixed table per
+# (architecture, head dim, dtype) keeps the kernels deterministic.
+_TABLE_SM90_16BIT = {
+    # head dim: (forward, dkdv, dq)
+    16: (TileConfig(128, 128, 8, 3), TileConfig(64, 128, 8, 3), TileConfig(128, 64, 8, 3)),
+    32: (TileConfig(128, 128, 8, 3), TileConfig(64, 128, 8, 3), TileConfig(128, 64, 8, 3)),
+    64: (TileConfig(128, 128, 8, 3), TileConfig(64, 128, 8, 3), TileConfig(128, 64, 8, 3)),
+    128: (TileConfig(128, 64, 8, 3), TileConfig(64, 64, 8, 3), TileConfig(128, 32, 8, 3)),
+}
+_TABLE_SM80_16BIT = {
+    16: (TileConfig(128, 64, 8, 3), TileConfig(32, 128, 8, 3), TileConfig(128, 64, 8, 3)),
+    32: (TileConfig(128, 64, 8, 3), TileConfig(32, 128, 8, 3), TileConfig(128, 64, 8, 3)),
+    64: (TileConfig(128, 64, 8, 3), TileConfig(32, 128, 8, 3), TileConfig(128, 64, 8, 3)),
+    128: (TileConfig(128, 64, 8, 3), TileConfig(32, 64, 8, 3), TileConfig(128, 32, 8, 3)),
+}
+# fp32 dots with input_precision="ieee" run as FMAs on the CUDA cores and keep whole operand
+# tiles in registers: only small tiles avoid spills (TF32x3 spills worse). fp32 is the exactness
+# path, not the fast one.
+_FP32 = (TileConfig(32, 16, 8, 2), TileConfig(16, 32, 8, 2), TileConfig(32, 16, 8, 2))
+# Under TRITON_INTERPRET=1 each program runs in Python, so cost is per tile visited; small tiles
+# (with BLOCK_M != BLOCK_N so the diagonal straddles tiles) still exercise every code path of the
+# GPU configs (unmasked, diagonal, skipped and ragged tiles) on the short sequences tests use.
+_INTERPRETER = AttentionConfigs(TileConfig(32, 16, 4, 1), TileConfig(16, 32, 4, 1),
+                                TileConfig(32, 16, 4, 1), preprocess_block_m=32)
+
+
+def pick_configs(capability: tuple[int, int] | None, head_dim: int,
+                 dtype: torch.dtype) -> AttentionConfigs:
+    """The launch configuration for a GPU of `capability` (None: Triton's CPU interpreter)."""
+    if capability is None:
+        return _INTERPRETER
+    if dtype == torch.float32:
+        return AttentionConfigs(*_FP32)
+    if capability[0] in (9, 10):  # H100/H200, B200: 228 KB shared memory per SM
+        table = _TABLE_SM90_16BIT
+    else:
+        table = _TABLE_SM80_16BIT  # also sm_86/sm_89 (99 KB shared memory): every entry fits
+    forward, dkdv, dq = table[head_dim]
+    return AttentionConfigs(forward, dkdv, dq)
+
+
+def _configs_for(q: torch.Tensor) -> AttentionConfigs:
+    capability = torch.cuda.get_device_capability(q.device) if q.is_cuda else None
+    return pick_configs(capability, q.shape[-1], q.dtype)
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    # fp32: exact fp32 products (TF32 would lose 13 mantissa bits); fp16/bf16 ignore the setting.
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+# ----------------------------------------------------------------------------------------------
+# Launchers and autograd
+# ----------------------------------------------------------------------------------------------
+
+def _flash_forward_impl(q, k, v, causal: bool, scale: float):
+    B, H, T_Q, D = q.shape
+    T_K = k.shape[2]
+    o = torch.empty((B, H, T_Q, D), dtype=q.dtype, device=q.device)
+    lse2 = torch.empty((B, H, T_Q), dtype=torch.float32, device=q.device)
+    if o.numel() == 0:
+        return o, lse2
+    cfg = _configs_for(q).forward
+    grid = (triton.cdiv(T_Q, cfg.block_m), B * H)
+    _attn_fwd[grid](q, k, v, o, lse2, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+                    H, T_Q, T_K, scale * LOG2_E,
+                    CAUSAL=causal, HEAD_DIM=D, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                    DOT_PRECISION=_dot_precision(q.dtype),
+                    num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return o, lse2
+
+
+def _flash_backward_impl(do, q, k, v, o, lse2, causal: bool, scale: float):
+    B, H, T_Q, D = q.shape
+    T_K = k.shape[2]
+    dq = torch.empty_like(q, memory_format=torch.contiguous_format)
+    dk = torch.empty_like(k, memory_format=torch.contiguous_format)
+    dv = torch.empty_like(v, memory_format=torch.contiguous_format)
+    if T_Q == 0 or T_K == 0 or B * H == 0:
+        return dq.zero_(), dk.zero_(), dv.zero_()
+    cfgs = _configs_for(q)
+    precision = _dot_precision(q.dtype)
+    delta = torch.empty((B, H, T_Q), dtype=torch.float32, device=q.device)
+    _attn_bwd_preprocess[(triton.cdiv(T_Q, cfgs.preprocess_block_m), B * H)](
+        o, do, delta, *o.stride(), *do.stride(), H, T_Q,
+        HEAD_DIM=D, BLOCK_M=cfgs.preprocess_block_m)
+    c = cfgs.dkdv
+    _attn_bwd_dkdv[(triton.cdiv(T_K, c.block_n), B * H)](
+        q, k, v, do, dk, dv, lse2, delta,
+        *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(), *dv.stride(),
+        H, T_Q, T_K, scale, scale * LOG2_E,
+        CAUSAL=causal, HEAD_DIM=D, BLOCK_M=c.block_m, BLOCK_N=c.block_n,
+        DOT_PRECISION=precision, num_warps=c.num_warps, num_stages=c.num_stages)
+    c = cfgs.dq
+    _attn_bwd_dq[(triton.cdiv(T_Q, c.block_m), B * H)](
+        q, k, v, do, dq, lse2, delta,
+        *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
+        H, T_Q, T_K, scale, scale * LOG2_E,
+        CAUSAL=causal, HEAD_DIM=D, BLOCK_M=c.block_m, BLOCK_N=c.block_n,
+        DOT_PRECISION=precision, num_warps=c.num_warps, num_stages=c.num_stages)
+    return dq, dk, dv
+
+
+# Registered as torch custom ops so torch.compile treats each kernel launch as one opaque node
+# (no graph break, no tracing into Triton) and autograd pairs the forward with its backward.
+@torch.library.custom_op("text2sql::flash_attention_forward", mutates_args=())
+def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                            scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(O, LSE2): the attention output and the base-2 log-sum-exp of each query row's scores."""
+    return _flash_forward_impl(q, k, v, causal, scale)
+
+
+@flash_attention_forward.register_fake
+def _(q, k, v, causal, scale):
+    B, H, T_Q, D = q.shape
+    return q.new_empty((B, H, T_Q, D)), q.new_empty((B, H, T_Q), dtype=torch.float32)
+
+
+@torch.library.custom_op("text2sql::flash_attention_backward", mutates_args=())
+def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                             o: torch.Tensor, lse2: torch.Tensor, causal: bool,
+                             scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dQ, dK, dV) given dO and the forward's inputs, output and LSE2."""
+    return _flash_backward_impl(do, q, k, v, o, lse2, causal, scale)
+
+
+@flash_attention_backward.register_fake
+def _(do, q, k, v, o, lse2, causal, scale):
+    return (torch.empty_like(q, memory_format=torch.contiguous_format),
+            torch.empty_like(k, memory_format=torch.contiguous_format),
+            torch.empty_like(v, memory_format=torch.contiguous_format))
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, causal, scale = inputs
+    o, lse2 = output
+    ctx.save_for_backward(q, k, v, o, lse2)
+    ctx.causal, ctx.scale = causal, scale
+    ctx.mark_non_differentiable(lse2)
+
+
+def _backward(ctx, do, _dlse2):
+    q, k, v, o, lse2 = ctx.saved_tensors
+    dq, dk, dv = flash_attention_backward(do, q, k, v, o, lse2, ctx.causal, ctx.scale)
+    return dq, dk, dv, None, None
+
+
+flash_attention_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _check_inputs(q, k, v) -> None:
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"attention expects (B, H, T, D) tensors; got q {tuple(q.shape)}, "
+                         f"k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if k.shape != v.shape or q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
+        raise ValueError(f"attention: k and v must share q's (B, H) and D and each other's shape; "
+                         f"got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"attention: q, k, v must share one dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+
 
 def attention(q, k, v, causal=True, scale=None):
-    """softmax(q k^T * scale + causal mask) v for (B, H, T, D) inputs; the mask aligns to the end."""
+    """softmax(q k^T * scale + causal mask) v for (B, H, T, D) inputs; the mask aligns to the end.
+
+    q: (B, H, Tq, D); k, v: (B, H, Tk, D). With causal=True query i sees keys j <= i + (Tk - Tq).
+    scale defaults to 1/sqrt(D). Any strides; fp16, bf16 or fp32. The Triton kernels take D up to
+    128 (16, 32, 64, 128 natively; other sizes are zero-padded to the next one)."""
+    _check_inputs(q, k, v)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     if use_triton(q):
-        raise NotImplementedError("the Triton attention kernel is not written yet (issue 4)")
+        d = q.shape[-1]
+        if q.dtype not in SUPPORTED_DTYPES:
+            raise ValueError(f"the Triton attention kernel supports fp16, bf16 and fp32, not {q.dtype}")
+        if d > SUPPORTED_HEAD_DIMS[-1]:
+            raise ValueError(f"the Triton attention kernel supports head dims up to "
+                             f"{SUPPORTED_HEAD_DIMS[-1]}, not {d}; use KERNELS_BACKEND=torch")
+        if d not in SUPPORTED_HEAD_DIMS:
+            # Zero-pad the head dim to the next kernel size: zero columns add nothing to q k^T,
+            # the output's extra columns (P @ 0) are cut off, and autograd slices the gradients.
+            padded = next(n for n in SUPPORTED_HEAD_DIMS if n >= d)
+            q, k, v = (F.pad(t, (0, padded - d)) for t in (q, k, v))
+            return flash_attention_forward(q, k, v, bool(causal), scale)[0][..., :d]
+        return flash_attention_forward(q, k, v, bool(causal), scale)[0]
     tq, tk = q.shape[-2], k.shape[-2]
     if not causal or tq == tk:
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
     i = torch.arange(tq, device=q.device)[:, None]
     j = torch.arange(tk, device=q.device)[None, :]
     return F.scaled_dot_product_attention(q, k, v, attn_mask=j <= i + (tk - tq), scale=scale)
+
+
+__all__ = ["attention", "flash_attention_forward", "flash_attention_backward", "pick_configs",
+           "AttentionConfigs", "TileConfig", "SUPPORTED_HEAD_DIMS"]

@@ -1,0 +1,394 @@
+"""kernels.attention (FlashAttention-2 style Triton kernels) against the naive float64 reference.
+
+Accuracy rule (from FlashAttention's tests): against the float64 reference, our error may be at
+most twice the error of the same-precision naive PyTorch computation (scores, softmax and matmuls
+all in the input dtype), plus a small absolute term. It is checked on the output and on dQ, dK, dV.
+
+On CPU the kernels run under Triton's interpreter (TRITON_INTERPRET=1, how CI runs), in fp32 and
+fp16 (the interpreter's tl.dot is wrong for bf16 operands: bf16 is checked by the `cuda` tests).
+The interpreter uses small tiles (kernels.attention.pick_configs) so that short sequences still
+visit every kind of tile: unmasked, on the diagonal, skipped, ragged.
+"""
+import importlib
+import os
+import threading
+
+import pytest
+import torch
+
+from kernels import reference
+from kernels.backend import triton_interpreting
+
+attn_mod = importlib.import_module("kernels.attention")  # the module (kernels.attention is the function)
+attention = attn_mod.attention
+TileConfig, AttentionConfigs = attn_mod.TileConfig, attn_mod.AttentionConfigs
+
+# The backward computes exp2 on key rows past Tk (loaded as zeros) before discarding them; numpy
+# warns when those discarded values overflow. Nothing reaches a stored result.
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in exp2:RuntimeWarning")
+# Absolute slack added to "2x the naive error": ~1/10 of an ulp near 1 in each dtype.
+ATOL = {torch.float32: 1e-6, torch.float16: 1e-4, torch.bfloat16: 1e-3}
+
+
+@pytest.fixture
+def triton_backend(monkeypatch):
+    """Force the Triton kernels; on CPU they need the interpreter (set before triton is imported)."""
+    if not triton_interpreting():
+        pytest.skip("run with TRITON_INTERPRET=1 to test the Triton kernels on CPU")
+    monkeypatch.setenv("KERNELS_BACKEND", "triton")
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+def make_inputs(B, H, Tq, Tk, D, dtype, device="cpu", seed=0, magnitude=1.0):
+    """Fresh normal q, k, v, dO (never zeros); `magnitude` scales q, k, v."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    q, k, v = (torch.randn(B, H, t, D, generator=g, device=device) * magnitude for t in (Tq, Tk, Tk))
+    do = torch.randn(B, H, Tq, D, generator=g, device=device)
+    return [t.to(dtype) for t in (q, k, v, do)]
+
+
+def naive_attention(q, k, v, causal, scale):
+    """The naive computation entirely in the input dtype (no upcast): the precision yardstick."""
+    scores = (q @ k.transpose(-2, -1)) * scale
+    if causal:
+        tq, tk = q.shape[-2], k.shape[-2]
+        i = torch.arange(tq, device=q.device)[:, None]
+        j = torch.arange(tk, device=q.device)[None, :]
+        scores = scores.masked_fill(j > i + (tk - tq), float("-inf"))
+    p = torch.nan_to_num(torch.softmax(scores, dim=-1))
+    return p @ v
+
+
+def forward_backward(fn, q, k, v, do, **kw):
+    """(out, dq, dk, dv) of fn on leaf copies of q, k, v."""
+    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    out = fn(q, k, v, **kw)
+    out.backward(do)
+    return out.detach(), q.grad, k.grad, v.grad
+
+
+def max_errors(got, want):
+    return [(a.double() - b.double()).abs().max().item() for a, b in zip(got, want)]
+
+
+def check_against_reference(q, k, v, do, causal=True, scale=None):
+    """Run ours, the float64 reference and the same-precision naive one; assert the FA rule."""
+    sc = 1.0 / q.shape[-1] ** 0.5 if scale is None else scale
+    ours = forward_backward(attention, q, k, v, do, causal=causal, scale=scale)
+    ref = forward_backward(reference.attention, *(t.double() for t in (q, k, v, do)), causal=causal,
+                           scale=sc)
+    naive = forward_backward(naive_attention, q, k, v, do, causal=causal, scale=sc)
+    err_ours, err_naive = max_errors(ours, ref), max_errors(naive, ref)
+    for name, e, n, t in zip(("out", "dq", "dk", "dv"), err_ours, err_naive, ours):
+        assert torch.isfinite(t).all(), f"{name} has non-finite values"
+        assert e <= 2 * n + ATOL[q.dtype], (
+            f"{name}: max error {e:.3g} vs float64 > 2 x naive {q.dtype} error {n:.3g} + {ATOL[q.dtype]}")
+    return ours, ref
+
+
+# ----------------------------------------------------------------------------------------------
+# CPU: Triton interpreter, fp32 and fp16
+# ----------------------------------------------------------------------------------------------
+
+F32, F16 = torch.float32, torch.float16
+# (B, H, Tq, Tk, D, causal, dtype). Covers T in {1, 17, 64, 129, 255, 512}, D in {32, 64, 128},
+# causal and not, Tq < Tk (and Tq > Tk), both dtypes, without the full cartesian product. With the
+# interpreter's 32 x 16 tiles, T = 17, 129, 255 leave ragged tails; 512 crosses 32 query tiles.
+CASES = [
+    (1, 1, 1, 1, 32, True, F32),
+    (2, 3, 17, 17, 64, True, F32),      # B, H > 1: batch and head offsets
+    (1, 2, 64, 64, 128, False, F32),
+    (1, 2, 64, 64, 32, True, F16),
+    (1, 1, 129, 129, 32, True, F16),
+    (1, 1, 129, 129, 64, False, F16),
+    (1, 1, 255, 255, 128, True, F32),
+    (1, 1, 255, 255, 64, False, F16),
+    (1, 1, 512, 512, 64, True, F16),
+    (1, 1, 512, 512, 32, False, F32),
+    (1, 2, 17, 129, 64, True, F32),     # Tq < Tk: mask aligned to the end
+    (1, 1, 1, 255, 128, True, F16),     # one decoding step with a KV cache
+    (1, 1, 64, 100, 32, False, F16),
+    (1, 1, 100, 40, 32, True, F32),     # Tq > Tk: the first 60 queries see no key
+]
+
+
+@pytest.mark.parametrize("B,H,Tq,Tk,D,causal,dtype", CASES,
+                         ids=[f"B{c[0]}H{c[1]}q{c[2]}k{c[3]}d{c[4]}-{'causal' if c[5] else 'full'}-"
+                              f"{str(c[6])[6:]}" for c in CASES])
+def test_matches_reference(triton_backend, B, H, Tq, Tk, D, causal, dtype):
+    q, k, v, do = make_inputs(B, H, Tq, Tk, D, dtype, seed=Tq * 1000 + Tk + D)
+    check_against_reference(q, k, v, do, causal=causal)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_scale_argument(triton_backend, causal):
+    q, k, v, do = make_inputs(1, 2, 40, 70, 64, F32, seed=7)
+    check_against_reference(q, k, v, do, causal=causal, scale=0.37)
+
+
+def test_strided_inputs(triton_backend):
+    """q, k, v cut from one packed (B, T, 3, H, D) projection, and a transposed dO: no copies."""
+    B, T, H, D = 2, 45, 3, 32
+    g = torch.Generator().manual_seed(3)
+    qkv = torch.randn(B, T, 3, H, D, generator=g)
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))   # (B, H, T, D), strided
+    do = torch.randn(B, T, H, D, generator=g).transpose(1, 2)
+    assert not q.is_contiguous() and not do.is_contiguous()
+    check_against_reference(q, k, v, do, causal=True)
+
+
+@pytest.mark.parametrize("dtype", [F32, F16])
+def test_large_magnitude_inputs(triton_backend, dtype):
+    """|q|, |k| ~ 8: scores in the hundreds, a nearly one-hot softmax; the rule still holds."""
+    q, k, v, do = make_inputs(1, 2, 80, 80, 64, dtype, seed=11, magnitude=8.0)
+    check_against_reference(q, k, v, do, causal=True)
+
+
+@pytest.mark.parametrize("dtype", [F32, F16])
+def test_huge_scores_stay_finite(triton_backend, dtype):
+    """|q|, |k| ~ 100: scores ~ 1e5 (the naive fp16 computation overflows to NaN here)."""
+    q, k, v, do = make_inputs(1, 2, 80, 80, 64, dtype, seed=11, magnitude=100.0)
+    out, dq, dk, dv = ours = forward_backward(attention, q, k, v, do, causal=True)
+    ref = forward_backward(reference.attention, *(t.double() for t in (q, k, v, do)), causal=True)
+    for name, t in zip(("out", "dq", "dk", "dv"), ours):
+        assert torch.isfinite(t).all(), f"{name} has non-finite values"
+    err = max_errors(ours, ref)
+    eps = 2.0 ** -10  # fp16's machine epsilon; also a loose bound for fp32
+    assert err[0] <= eps * ref[0].abs().max() and err[3] <= eps * ref[3].abs().max()
+    # The softmax is one-hot, so the true dQ, dK are ~1e-28; ours carry the absolute rounding of
+    # P = exp2(S2 - LSE2) at |S2| ~ 1e5 (fp32 spacing 0.008 there), as FlashAttention's do.
+    assert dq.abs().max() < 0.1 and dk.abs().max() < 0.1
+
+
+def test_query_rows_that_see_no_key_are_zero(triton_backend):
+    """Causal with Tq > Tk: query i sees keys j <= i - (Tq - Tk); the first Tq - Tk see none."""
+    q, k, v, do = make_inputs(1, 1, 50, 20, 32, F32, seed=5)
+    out, dq, dk, dv = forward_backward(attention, q, k, v, do, causal=True)
+    assert torch.equal(out[..., :30, :], torch.zeros_like(out[..., :30, :]))
+    assert torch.equal(dq[..., :30, :], torch.zeros_like(dq[..., :30, :]))
+    assert out[..., 30:, :].abs().sum() > 0 and dk.abs().sum() > 0
+
+
+TILE_SHAPES = {
+    # forward, dkdv, dq tiles that differ from the default interpreter ones
+    "square16": AttentionConfigs(TileConfig(16, 16, 4, 1), TileConfig(16, 16, 4, 1),
+                                 TileConfig(16, 16, 4, 1), preprocess_block_m=16),
+    "tall_keys": AttentionConfigs(TileConfig(16, 64, 4, 1), TileConfig(64, 16, 4, 1),
+                                  TileConfig(16, 32, 4, 1), preprocess_block_m=64),
+    "wide_queries": AttentionConfigs(TileConfig(64, 16, 4, 1), TileConfig(16, 64, 4, 1),
+                                     TileConfig(64, 16, 4, 1), preprocess_block_m=16),
+}
+
+
+@pytest.mark.parametrize("tiles", sorted(TILE_SHAPES))
+@pytest.mark.parametrize("Tq,Tk", [(70, 70), (33, 91)])
+def test_other_tile_shapes(triton_backend, monkeypatch, tiles, Tq, Tk):
+    """The causal tile ranges are right whatever BLOCK_M and BLOCK_N (the GPU tables differ)."""
+    monkeypatch.setattr(attn_mod, "pick_configs", lambda *a: TILE_SHAPES[tiles])
+    q, k, v, do = make_inputs(1, 1, Tq, Tk, 32, F32, seed=Tq + Tk)
+    check_against_reference(q, k, v, do, causal=True)
+
+
+def test_deterministic(triton_backend):
+    q, k, v, do = make_inputs(1, 2, 70, 70, 32, F32, seed=9)
+    a = forward_backward(attention, q, k, v, do, causal=True)
+    b = forward_backward(attention, q, k, v, do, causal=True)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_torch_compile_sees_one_op(triton_backend):
+    """The custom ops trace under torch.compile (fullgraph: no graph break), forward and backward."""
+    q, k, v, do = make_inputs(1, 1, 20, 20, 32, F32, seed=4)
+    compiled = torch.compile(lambda q, k, v: attention(q, k, v), backend="aot_eager", fullgraph=True)
+    got = forward_backward(compiled, q, k, v, do)
+    want = forward_backward(attention, q, k, v, do)
+    assert all(torch.allclose(x, y, rtol=0, atol=1e-6) for x, y in zip(got, want))
+
+
+def test_rejects_bad_inputs(triton_backend):
+    q = torch.randn(1, 2, 8, 32)
+    with pytest.raises(ValueError, match=r"\(B, H, T, D\)"):
+        attention(q[0], q[0], q[0])
+    with pytest.raises(ValueError, match="shape"):
+        attention(q, q[:, :1], q[:, :1])
+    with pytest.raises(ValueError, match="dtype"):
+        attention(q, q.half(), q)
+    x = torch.randn(1, 1, 8, 256)
+    with pytest.raises(ValueError, match="head dims"):
+        attention(x, x, x)
+    with pytest.raises(ValueError, match="fp16, bf16 and fp32"):
+        attention(q.double(), q.double(), q.double())
+
+
+@pytest.mark.parametrize("D", [8, 40])
+def test_other_head_dims_are_padded(triton_backend, D):
+    q, k, v, do = make_inputs(1, 2, 37, 37, D, F32, seed=D)
+    check_against_reference(q, k, v, do, causal=True)
+
+
+@pytest.mark.parametrize("Tq,Tk,causal", [(33, 33, True), (20, 50, True), (50, 20, True), (33, 40, False)])
+def test_torch_backend_matches_reference(monkeypatch, Tq, Tk, causal):
+    """KERNELS_BACKEND=torch (SDPA) agrees with the reference, including the end-aligned mask."""
+    monkeypatch.setenv("KERNELS_BACKEND", "torch")
+    q, k, v, do = make_inputs(2, 2, Tq, Tk, 16, torch.float64, seed=Tq + Tk)
+    got = forward_backward(attention, q, k, v, do, causal=causal)
+    want = forward_backward(reference.attention, q, k, v, do, causal=causal)
+    assert max(max_errors(got, want)) < 1e-10
+
+
+# ----------------------------------------------------------------------------------------------
+# Compile gate: every launch configuration compiles for sm_80 and sm_90 without spills
+# ----------------------------------------------------------------------------------------------
+
+_TYPE = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+
+
+def _stride_args(*tensors):
+    """Runtime stride arguments; the last-dim stride is 1, which Triton's JIT makes a constant."""
+    sig, const = {}, {}
+    for t in tensors:
+        for axis in "bht":
+            sig[f"stride_{t}{axis}"] = "i32"
+        const[f"stride_{t}d"] = 1
+    return sig, const
+
+
+def gate_specs(cc, head_dim, dtype, causal=True):
+    """CompileSpecs of the four kernels exactly as attention() launches them on sm_`cc`."""
+    from tests.compile_gate import CompileSpec
+
+    ptr = "*" + _TYPE[dtype]
+    cfgs = attn_mod.pick_configs((cc // 10, cc % 10), head_dim, dtype)
+    common = {"CAUSAL": causal, "HEAD_DIM": head_dim, "DOT_PRECISION": attn_mod._dot_precision(dtype)}
+    specs = []
+
+    def add(kernel, pointers, strided, scalars, constexprs, warps, stages):
+        sig, const = _stride_args(*strided)
+        signature = {**pointers, **sig, **scalars}
+        aligned = tuple(n for n in signature if n in pointers or n.startswith("stride"))
+        specs.append(CompileSpec(kernel, signature, {**const, **constexprs}, warps, stages, cc, aligned))
+
+    f = cfgs.forward
+    add(attn_mod._attn_fwd, {"Q": ptr, "K": ptr, "V": ptr, "O": ptr, "LSE": "*fp32"}, "qkvo",
+        {"H": "i32", "T_Q": "i32", "T_K": "i32", "qk_scale": "fp32"},
+        {**common, "BLOCK_M": f.block_m, "BLOCK_N": f.block_n}, f.num_warps, f.num_stages)
+    add(attn_mod._attn_bwd_preprocess, {"O": ptr, "DO": ptr, "DELTA": "*fp32"}, ["o", "do"],
+        {"H": "i32", "T_Q": "i32"}, {"HEAD_DIM": head_dim, "BLOCK_M": cfgs.preprocess_block_m}, 4, 1)
+    bwd_scalars = {"H": "i32", "T_Q": "i32", "T_K": "i32", "sm_scale": "fp32", "qk_scale": "fp32"}
+    c = cfgs.dkdv
+    add(attn_mod._attn_bwd_dkdv, {"Q": ptr, "K": ptr, "V": ptr, "DO": ptr, "DK": ptr, "DV": ptr,
+                                  "LSE": "*fp32", "DELTA": "*fp32"},
+        ["q", "k", "v", "do", "dk", "dv"], bwd_scalars,
+        {**common, "BLOCK_M": c.block_m, "BLOCK_N": c.block_n}, c.num_warps, c.num_stages)
+    c = cfgs.dq
+    add(attn_mod._attn_bwd_dq, {"Q": ptr, "K": ptr, "V": ptr, "DO": ptr, "DQ": ptr,
+                                "LSE": "*fp32", "DELTA": "*fp32"},
+        ["q", "k", "v", "do", "dq"], bwd_scalars,
+        {**common, "BLOCK_M": c.block_m, "BLOCK_N": c.block_n}, c.num_warps, c.num_stages)
+    return specs
+
+
+def gate_matrix(full: bool):
+    """Which (cc, D, dtype, causal) to compile. CI: every 16-bit table entry in bf16 (fp16 and bf16
+    compile to the same tiles and MMAs), causal (it holds both loop kinds), plus non-causal and
+    fp16 where registers are tightest (D = 128) and the one fp32 table at D = 128. full=True
+    (ATTENTION_GATE_FULL=1): every combination, about 6 minutes on 2 cores."""
+    if full:
+        return [(cc, d, dt, c) for cc in (80, 90) for d in attn_mod.SUPPORTED_HEAD_DIMS
+                for dt in (torch.float16, torch.bfloat16, torch.float32) for c in (True, False)]
+    rows = [(cc, d, torch.bfloat16, True) for cc in (80, 90) for d in attn_mod.SUPPORTED_HEAD_DIMS]
+    rows += [(cc, 128, torch.bfloat16, False) for cc in (80, 90)]
+    rows += [(cc, 128, torch.float16, True) for cc in (80, 90)]
+    rows += [(cc, 128, torch.float32, True) for cc in (80, 90)]
+    return rows
+
+
+def test_compile_gate_sm80_sm90():
+    from tests import compile_gate
+
+    ok, why = compile_gate.available()
+    if not ok:
+        pytest.skip(why)
+    full = os.environ.get("ATTENTION_GATE_FULL", "0") not in ("", "0")
+    specs = [s for row in gate_matrix(full) for s in gate_specs(*row)]
+    specs = list({(s.kernel.__name__, tuple(s.signature.items()), tuple(s.constexprs.items()),
+                   s.num_warps, s.num_stages, s.cc): s for s in specs}.values())  # dedupe
+    # Two worker processes side by side (CI has 2 cores): each compile is single-threaded.
+    halves, usages, errors = [specs[0::2], specs[1::2]], [None, None], []
+
+    def work(i):
+        try:
+            usages[i] = compile_gate.compile_many(halves[i])
+        except Exception as e:  # re-raised below, in the test's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    failures = [f"{u}: {'; '.join(p)}" for half in usages for u in half
+                if (p := compile_gate.fit_problems(u))]
+    assert not failures, "compile gate failed:\n" + "\n".join(failures)
+    assert len(usages[0]) + len(usages[1]) == len(specs)
+
+
+# ----------------------------------------------------------------------------------------------
+# GPU: bf16 / fp16 / fp32 at realistic and odd shapes (bench/gpu_suite.sh runs `pytest -m cuda`)
+# ----------------------------------------------------------------------------------------------
+
+BF16 = torch.bfloat16
+CUDA_CASES = [
+    (4, 8, 1024, 1024, 64, True, BF16),
+    (1, 4, 4096, 4096, 128, True, BF16),
+    (1, 4, 4096, 4096, 64, True, F16),
+    (2, 4, 2048, 2048, 128, False, F16),
+    (2, 3, 1000, 1000, 128, True, BF16),     # ragged
+    (1, 2, 333, 1025, 64, True, BF16),       # Tq < Tk, ragged both
+    (1, 2, 1, 4095, 128, True, F16),         # a decoding step
+    (2, 2, 777, 777, 32, False, BF16),
+    (2, 2, 513, 513, 16, True, F16),
+    (1, 2, 1023, 1023, 128, True, F32),
+    (1, 2, 1500, 700, 64, True, F32),        # Tq > Tk
+]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("B,H,Tq,Tk,D,causal,dtype", CUDA_CASES,
+                         ids=[f"B{c[0]}H{c[1]}q{c[2]}k{c[3]}d{c[4]}-{'causal' if c[5] else 'full'}-"
+                              f"{str(c[6])[6:]}" for c in CUDA_CASES])
+def test_cuda_matches_reference(monkeypatch, B, H, Tq, Tk, D, causal, dtype):
+    monkeypatch.setenv("KERNELS_BACKEND", "auto")
+    q, k, v, do = make_inputs(B, H, Tq, Tk, D, dtype, device="cuda", seed=Tq + Tk + D)
+    check_against_reference(q, k, v, do, causal=causal)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [BF16, F16])
+def test_cuda_strided_and_large_inputs(monkeypatch, dtype):
+    monkeypatch.setenv("KERNELS_BACKEND", "auto")
+    B, T, H, D = 2, 1031, 4, 64
+    g = torch.Generator(device="cuda").manual_seed(1)
+    qkv = (torch.randn(B, T, 3, H, D, generator=g, device="cuda") * 4).to(dtype)
+    q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
+    do = torch.randn(B, T, H, D, generator=g, device="cuda").to(dtype).transpose(1, 2)
+    ours = forward_backward(attention, q, k, v, do, causal=True)
+    assert all(torch.isfinite(t).all() for t in ours)
+    check_against_reference(q, k, v, do, causal=True)
+
+
+@pytest.mark.cuda
+def test_cuda_deterministic_and_compiled(monkeypatch):
+    monkeypatch.setenv("KERNELS_BACKEND", "auto")
+    q, k, v, do = make_inputs(2, 4, 1024, 1024, 128, BF16, device="cuda", seed=2)
+    a = forward_backward(attention, q, k, v, do, causal=True)
+    b = forward_backward(attention, q, k, v, do, causal=True)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    compiled = torch.compile(lambda q, k, v: attention(q, k, v), fullgraph=True)
+    c = forward_backward(compiled, q, k, v, do)
+    assert all(torch.equal(x, y) for x, y in zip(a, c))

@@ -75,9 +75,20 @@ def measure(log_path: Path, skip_logs: int) -> dict:
             "tokens_per_step": header["tokens_per_step"]}
 
 
-def run_variant(args, backend: str, compiled: bool, data_dir: Path, work: Path) -> dict:
+def median_row(rows: list[dict]) -> dict:
+    """The repeat with the median tokens/s (all repeats' tokens/s kept in `repeats`); failures win."""
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        return failed[0]
+    ranked = sorted(rows, key=lambda r: r["tokens_per_s"])
+    row = dict(ranked[(len(ranked) - 1) // 2])
+    row["repeats"] = [round(r["tokens_per_s"], 1) for r in rows]
+    return row
+
+
+def run_variant(args, backend: str, compiled: bool, data_dir: Path, work: Path, rep: int = 0) -> dict:
     name = f"{backend}+{'compile' if compiled else 'eager'}"
-    out_dir = work / name.replace("+", "-")
+    out_dir = work / f"{name.replace('+', '-')}-{rep}"
     sets = [f"data.dir={data_dir}", f"train.out_dir={out_dir}", f"train.compile={str(compiled).lower()}",
             f"train.max_seconds={args.seconds}", "train.max_steps=1000000000", "train.ckpt_interval=-1",
             "train.eval_interval=0", "data.val_split=none", "train.progress=false",
@@ -91,7 +102,7 @@ def run_variant(args, backend: str, compiled: bool, data_dir: Path, work: Path) 
                              timeout=args.seconds + args.startup_timeout)
     except subprocess.TimeoutExpired:
         return {"variant": name, "status": f"timeout after {time.time() - t0:.0f}s"}
-    (work / f"{name.replace('+', '-')}.log").write_text(res.stdout + res.stderr)
+    (work / f"{name.replace('+', '-')}-{rep}.log").write_text(res.stdout + res.stderr)
     if res.returncode != 0:
         tail = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"variant": name, "status": f"failed (rc {res.returncode}): {tail[:300]}"}
@@ -137,6 +148,8 @@ def main(argv=None) -> int:
                    help="BACKEND+MODE list (default: ours+compile torch+compile on CUDA, "
                         "torch+compile torch+eager on CPU)")
     p.add_argument("--seconds", type=float, default=60.0, help="wall time of each training run (compile included)")
+    p.add_argument("--repeat", type=int, default=1, help="run every variant this many times, alternating; "
+                   "report the median")
     p.add_argument("--skip-logs", type=int, default=2, help="first log intervals left out (compile, warm-up)")
     p.add_argument("--log-interval", type=int, default=5, help="steps per log interval")
     p.add_argument("--startup-timeout", type=float, default=300.0, help="extra seconds before a run is killed")
@@ -154,8 +167,8 @@ def main(argv=None) -> int:
         cuda = torch.cuda.is_available() and config.train.device != "cpu"
         variants = [parse_variant(v) for v in (args.variants or (
             ["ours+compile", "torch+compile"] if cuda else ["torch+compile", "torch+eager"]))]
-        if args.seconds <= 0:
-            raise ValueError("--seconds must be positive")
+        if args.seconds <= 0 or args.repeat <= 0:
+            raise ValueError("--seconds and --repeat must be positive")
         out = Path(args.out or ROOT / "bench" / "results" / f"train-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
@@ -168,7 +181,12 @@ def main(argv=None) -> int:
                 from data.shards import read_meta
 
                 read_meta(data_dir)
-            rows = [run_variant(args, backend, compiled, data_dir, work) for backend, compiled in variants]
+            runs: dict[str, list[dict]] = {}
+            for rep in range(args.repeat):  # variants alternate, so a change in machine load hits all
+                for backend, compiled in variants:
+                    row = run_variant(args, backend, compiled, data_dir, work, rep)
+                    runs.setdefault(row["variant"], []).append(row)
+            rows = [median_row(r) for r in runs.values()]
             for log in work.glob("*.log"):
                 (out / log.name).write_text(log.read_text())
     except ValueError as e:
@@ -178,8 +196,8 @@ def main(argv=None) -> int:
     device_name = torch.cuda.get_device_name(0) if cuda else f"CPU ({os.cpu_count()} cores)"
     meta = {"config": args.config, "data": "synthetic" if args.synthetic else str(data_dir), "device": device_name,
             "torch": torch.__version__, "triton": _triton_version(), "seconds_per_run": args.seconds,
-            "overrides": args.set, "utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    fields = ["variant", "status", "tokens_per_s", "mfu", "measured_steps", "measured_s", "warmup_s", "loss",
+            "overrides": args.set, "repeat": args.repeat, "utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    fields = ["variant", "status", "tokens_per_s", "repeats", "mfu", "measured_steps", "measured_s", "warmup_s", "loss",
               "params", "dtype", "tokens_per_step", "peak_flops", "peak_source", "device"]
     with open(out / "train.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")

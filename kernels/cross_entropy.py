@@ -7,13 +7,15 @@ Per row i with logits x (V entries), target t, label smoothing s and z-loss weig
 Rows whose target is `ignore_index` have loss 0 and gradient 0; "mean" divides by the kept rows.
 
 The Triton kernel runs one program per row. Pass 1 streams the row in BLOCK_V blocks with an
-online softmax: a running max m and a running sum s of exp(x - m), rescaled by exp(m_old - m_new)
+online softmax: a running max m and a running sum S of exp(x - m), rescaled by exp(m_old - m_new)
 whenever the max grows, so max and sum come from a single read. Pass 2 (only when a gradient is
 wanted) reads the row again and writes the gradient: the gradient is made in the forward pass,
-which saves the backward from reading the logits a third time. All math is fp32 and the
-true-class term p_t - 1 is formed in fp32 before the single store (a bf16 read-modify-write of
-p_t loses every bit of 1 - p_t when the model is confident). Row offsets are int64: 16384 rows x
-50257 logits is past 2^31.
+which saves the backward from reading the logits a third time. All math is fp32, and the
+true-class term is formed before the single store: a bf16 read-modify-write of p_t loses every
+bit of 1 - p_t once the model is confident (Liger PR 1329), and even p_t - 1 in fp32 is 0 once
+1 - p_t < 6e-8, so pass 1 also sums the other classes' exponentials and 1 - p_t = S_other / S
+keeps full precision (the loss too: -log p_t = -log(1 - q) by its series when q is small).
+Row offsets are int64: 16384 rows x 50257 logits is past 2^31.
 
 `cross_entropy` writes the gradient into a new buffer, never into `logits`: the logits may be
 needed by another op's backward (writing into them in place silently corrupts that gradient).

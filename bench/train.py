@@ -4,9 +4,10 @@
     python -m bench.train --config gpt2-124m --synthetic --seconds 60 \\
         --variants ours+compile torch+compile                                        # GPU (bench/gpu_suite.sh)
 
-Each variant is one `python -m train` process (fresh compile caches, fresh memory) run for --seconds of
-wall time with checkpoints and evaluation off, in the same invocation, so the ratios compare runs on the
-same machine minutes apart. A variant is BACKEND+MODE: BACKEND `ours` = KERNELS_BACKEND=auto (Triton
+Each variant is one `python -m train` process (fresh memory; torch.compile may reuse its on-disk
+cache) that trains for --seconds after its first step (the one that compiles), with checkpoints and
+evaluation off, all in the same invocation, so the ratios compare runs on the same machine minutes
+apart. A variant is BACKEND+MODE: BACKEND `ours` = KERNELS_BACKEND=auto (Triton
 kernels on CUDA tensors; on CPU tensors auto means PyTorch, so ours == torch there), `torch` =
 KERNELS_BACKEND=torch (plain PyTorch: SDPA + F.layer_norm + F.cross_entropy on materialised logits);
 MODE `compile` or `eager`. Throughput counts only log intervals after the first --skip-logs ones
@@ -147,12 +148,14 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="+", default=None,
                    help="BACKEND+MODE list (default: ours+compile torch+compile on CUDA, "
                         "torch+compile torch+eager on CPU)")
-    p.add_argument("--seconds", type=float, default=60.0, help="wall time of each training run (compile included)")
+    p.add_argument("--seconds", type=float, default=60.0,
+                   help="training time of each run after its first step (torch.compile happens in that step)")
     p.add_argument("--repeat", type=int, default=1, help="run every variant this many times, alternating; "
                    "report the median")
     p.add_argument("--skip-logs", type=int, default=2, help="first log intervals left out (compile, warm-up)")
     p.add_argument("--log-interval", type=int, default=5, help="steps per log interval")
-    p.add_argument("--startup-timeout", type=float, default=300.0, help="extra seconds before a run is killed")
+    p.add_argument("--startup-timeout", type=float, default=300.0,
+                   help="seconds allowed beyond --seconds (start-up, compile) before a run is killed")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="extra trainer overrides, e.g. train.batch_size=8")
     p.add_argument("--out", default=None, help="results folder (default: bench/results/train-<utc time>)")
@@ -174,7 +177,9 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
             work = Path(tmp)
             if args.synthetic:
-                block = config.model.block_size or __import__("gpt.model").model.PRESETS[config.model.preset]["block_size"]
+                from gpt.model import PRESETS
+
+                block = config.model.block_size or PRESETS[config.model.preset]["block_size"]
                 data_dir = write_synthetic(work / "data", args.vocab, max(2_000_000, 64 * block * 64))
             else:
                 data_dir = Path(args.data or config.data.dir)

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         except TrainingDiverged as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # user mistakes: bad config, paths, data; disk full, no permission
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -45,7 +45,7 @@ class TrainSection:
     batch_size: int = 16              # sequences per process per micro-step
     grad_accum: int = 1               # micro-steps per optimizer step
     max_steps: int = 1000
-    max_seconds: float = 0.0          # stop at the first log step past this much training time (0: none)
+    max_seconds: float = 0.0          # stop at the first log step this long after step 1 (compile) ends; 0: none
     lr: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 100

@@ -229,6 +229,8 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         steps_since_log += 1
+        if step == start_step + 1:
+            t_budget = time.perf_counter()  # train.max_seconds counts from here: after compile and warm-up
         if bar is not None:
             bar.update(1)
 
@@ -239,7 +241,7 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
             continue
         # ---- sync point: losses to the host, summed over ranks; NaN check; the time limit (checked
         # only here, so that it never adds a sync) agreed by all ranks
-        over_time = t.max_seconds > 0 and time.perf_counter() - t_start > t.max_seconds
+        over_time = t.max_seconds > 0 and time.perf_counter() - t_budget > t.max_seconds
         stats = ddp.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(over_time), device=device)]))
         loss_total, over_time_any = stats.tolist()
         if not math.isfinite(loss_total):

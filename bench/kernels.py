@@ -185,6 +185,17 @@ def linear_cross_entropy_cases(s: Settings) -> list[Case]:
     return cases
 
 
+@register("attention")
+def attention_cases(s: Settings) -> list[Case]:
+    from bench import attention_cases as ac  # shapes, FLOPs and providers live there
+
+    compiled = ac.compiled_reference() if s.with_compile else None  # one compile for all shapes
+    return [Case("attention", ac.shape_label(B, H, T, D), s.dtype,
+                 ac.make_inputs(B, H, T, D, s.dtype, s.device),
+                 ac.providers(s.ours_label, compiled), flops=ac.flops(B, H, T, D, causal=True))
+            for B, H, T, D in ac.shapes(s.device, s.quick)]
+
+
 def _leafify(make):
     """Inputs built with arithmetic (w + 1.0) are not leaves; make every float tensor a leaf."""
     def wrapped():
@@ -419,7 +430,11 @@ def summary(rows: list[dict], card: dict, ours: str, targets: bool = True) -> st
             pk = (_value(rows, op=op, shape=shape, mode=fb, provider=ours, metric="peak_MiB")
                   / _value(rows, op=op, shape=shape, mode=fb, provider="pytorch", metric="peak_MiB"))
             line += f" (want >= 1.0x); peak memory {pk:.0%} of pytorch's (want <= 25%)"
+        if op == "attention":
+            continue  # its own lines below
         lines.append(line)
+    from bench.attention_cases import target_lines
+    lines += target_lines(rows, ours, _value)
     return "\n".join(lines)
 
 

@@ -392,3 +392,28 @@ def test_cuda_deterministic_and_compiled(monkeypatch):
     compiled = torch.compile(lambda q, k, v: attention(q, k, v), fullgraph=True)
     c = forward_backward(compiled, q, k, v, do)
     assert all(torch.equal(x, y) for x, y in zip(a, c))
+
+
+# ----------------------------------------------------------------------------------------------
+# The benchmark's bookkeeping (bench/attention_cases.py): FLOP counts and the target lines
+# ----------------------------------------------------------------------------------------------
+
+def test_bench_flops_and_targets():
+    from bench import attention_cases as ac
+    from bench.kernels import _value
+
+    f = ac.flops(2, 16, 4096, 128, causal=True)
+    assert f["forward"] == 2 * 16 * 4096 * 4096 * 128 * 2          # 4*B*H*T*T*D / 2
+    assert f["forward+backward"] == pytest.approx(3.5 * f["forward"])
+    assert ac.flops(1, 1, 8, 8, causal=False)["forward"] == 4 * 8 * 8 * 8
+    assert all(B * T == ac.TOKENS and H * D == ac.MODEL_WIDTH for B, H, T, D in ac.shapes("cuda", False))
+    assert {T for _, _, T, _ in ac.shapes("cuda", False)} == {512, 1024, 2048, 4096, 8192}
+    shape = ac.shape_label(4, 16, 4096, 128)
+    rows = [dict(op="attention", shape=shape, mode="forward+backward", provider=p, metric=m, value=v)
+            for p, m, v in [("ours", "ms", "10"), ("ours", "TFLOP/s", "310"), ("pytorch", "ms", "12"),
+                            ("reference", "ms", "150")]]
+    (line,) = ac.target_lines(rows, "ours", _value)
+    assert "310 TFLOP/s" in line and "1.20x SDPA" in line and "want >= 300" in line
+    assert "naive 15.0x slower" in line
+    (line,) = ac.target_lines([r for r in rows if r["provider"] != "reference"], "ours", _value)
+    assert "naive: failed" in line

@@ -422,7 +422,10 @@ class QuestionMaker:
     def between(self):
         t = self.labelled()
         c = self.pick(t.of_kind("int", "real"))
-        a, b = sorted([self.value(t, c), self.value(t, c)])
+        values = sorted({r[c.name] for r in t.rows})
+        if len(values) < 2:
+            return None
+        a, b = sorted(self.rng.sample(values, 2))
         q = self.pick([f"Which {t.plural} have {c.words} between {a} and {b}?",
                        f"List the {t.label.words} of {t.plural} whose {c.words} is between {a} and {b}."])
         return q, f"SELECT {t.label.name} FROM {t.name} WHERE {c.name} BETWEEN {_lit(a)} AND {_lit(b)}"

@@ -159,6 +159,10 @@ def finish(args, splits: dict[str, list[Example]], errors: RecordErrors, source:
     if args.block_size < 32 or args.max_sql_tokens >= args.block_size - 8:
         raise ValueError(f"--block-size {args.block_size} must be >= 32 and larger than --max-sql-tokens "
                          f"{args.max_sql_tokens} + 8")
+    shard_tokens = getattr(args, "shard_tokens", 0)
+    if shard_tokens and shard_tokens % args.block_size:
+        raise ValueError(f"--shard-tokens {shard_tokens} must be a multiple of --block-size {args.block_size} "
+                         f"(so that training windows line up with the packed examples)")
     out = Path(args.out)
     (out / EXAMPLES_DIR).mkdir(parents=True, exist_ok=True)
     for split, examples in splits.items():

@@ -25,6 +25,8 @@ def test_main_job_tiny_budget(tmp_path, capsys):
     assert {"execution_accuracy", "exact_match", "valid_sql_rate", "by_shape"} <= set(report["summary"])
     assert all(r["db_path"] and "synthetic" in r["db_path"] for r in report["examples"])
     # a second run reuses the prepared data and starts training afresh
+    args[args.index("--max-steps") + 1] = "2"
+    args[args.index("--eval-limit") + 1] = "1"
     assert text2sql_demo.main(args) == 0
     assert "reusing" in capsys.readouterr().err
     assert len(list((run / "checkpoints").glob("ckpt_*.pt"))) == 1

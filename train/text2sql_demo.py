@@ -95,10 +95,15 @@ def main(argv=None) -> int:
         eval_args.append("--no-progress")
     print(f"[demo] 3/3 evaluate: python -m train.evaluate {' '.join(eval_args)}", file=sys.stderr)
     rc = evaluate.main(eval_args)
-    print(f"[demo] done in {time.time() - t0:.0f} s (training {train_seconds:.0f} s); try your own question:\n"
-          f"  python -m gpt.sample --checkpoint {args.out} --temperature 0 --db "
-          f"{Path(args.data) / 'synthetic' / 'database' / 'company_000' / 'company_000.sqlite'} "
-          f"--prompt \"How many employees are there?\"", file=sys.stderr)
+    db = Path(args.data) / "synthetic" / "database" / "company_000" / "company_000.sqlite"
+    hint = ""
+    if db.is_file():
+        from data.sql_exec import read_schema
+
+        table = read_schema(db).tables[-1].name
+        hint = (f"; ask your own question:\n  python -m gpt.sample --checkpoint {args.out} --db {db} "
+                f"--prompt \"How many {table}s are there?\"")
+    print(f"[demo] done in {time.time() - t0:.0f} s (training {train_seconds:.0f} s){hint}", file=sys.stderr)
     return rc
 
 

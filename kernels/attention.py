@@ -368,23 +368,29 @@ class AttentionConfigs:
 
 
 # The launch tables. Why these numbers (sm_80 = A100: 108 SMs, 164 KB shared memory per SM, 64K
-# registers; sm_90 = H100/H200: 132 SMs, 228 KB shared, 64K registers):
+# registers; sm_90 = H100/H200: 132 SMs, 228 KB shared, 64K registers). Register counts are what
+# the compile gate measured (triton 3.9's compiler, causal, bf16):
 # - Forward: 128 query rows per program amortise each K/V tile over many rows (FlashAttention-2's
-#   choice); the fp32 accumulator (128 x D) and the score tile (128 x BLOCK_N) live in registers,
-#   so D = 128 takes 64 keys per step with 8 warps, while D <= 64 affords 128 keys on sm_90 (and 4
-#   warps on sm_80). 3 stages prefetch the next K/V tiles while the tensor cores work; K+V tiles of
-#   64 x 128 x 2 bytes x 3 stages + Q fit sm_80's shared memory.
-# - dK/dV: the program holds K, V and two fp32 accumulators (BLOCK_N x D each) for its whole life,
-#   so its key tile is the large side and the query tile that streams past is small (FA2 and the
-#   Triton tutorial use 128 keys x 32-64 queries for D <= 64); for D = 128, 64 keys keep the two
-#   accumulators (2 x 64 x 128 fp32) within the register file without spills.
-# - dQ: the mirror image: many queries (held with dO and the fp32 dQ accumulator), few keys per step.
+#   choice). The fp32 accumulator (128 x D) and the score tile (128 x BLOCK_N) live in registers,
+#   so D = 128 steps over 64 keys (sm_90 181 regs, sm_80 207), while D <= 64 affords 128 keys on
+#   sm_90 (220 regs; wgmma reads its operands from shared memory). sm_80's mma.sync holds more in
+#   registers: 64 keys with 8 warps (155 regs; 4 warps hit the 255 cap). 3 stages prefetch the
+#   next K/V tiles while the tensor cores work (shared memory <= 132 KB on sm_90, 98 KB on sm_80).
+# - dK/dV: the program holds K, V and two fp32 accumulators (BLOCK_N x D each) for its whole
+#   life, so its key tile is the large side and the query tile streaming past is small (FA2 and
+#   the Triton tutorial: 128 keys x 32-64 queries). sm_90: 64 x 128 for D <= 64 (215 regs),
+#   64 x 64 for D = 128 (226); sm_80: 32 x 128 (179) and 32 x 64 (190). With 4 warps all of these
+#   spill, hence 8.
+# - dQ: the mirror image: 128 queries (held with dO and the fp32 dQ accumulator) over 64 keys for
+#   D <= 64 (136 / 184 regs), 32 keys for D = 128 (145 / 194).
 # - fp32 inputs use exact fp32 dots (input_precision="ieee", no TF32: the same precision as
-#   PyTorch's default fp32 matmul), which run on the CUDA cores; smaller tiles keep them in registers.
-# Every entry is proven by tests/test_attention.py's compile gate (sm_80 and sm_90: no spills,
-# shared memory within the card). No autotuning: the tile shape sets the order of the sums, so a
-# timing-based pick would make results differ between runs and machines; a fixed table per
-# (architecture, head dim, dtype) keeps the kernels deterministic.
+#   PyTorch's default fp32 matmul), which run on the CUDA cores; only small tiles avoid spills.
+# Every entry is proven by tests/test_attention.py's compile gate (sm_80 and sm_90, aligned and
+# ragged lengths: no spills, shared memory within the card). Other GPUs take the sm_80 table
+# (every entry needs <= 98 KB of shared memory, so sm_86/89/120 fit; not gated). Not autotuned:
+# the tile shape sets the order of the sums, so a timing-based pick would make results differ
+# between runs and machines; a fixed table keeps the kernels deterministic. Tuning them needs a
+# GPU: `python -m bench.attention_cases --sweep` times the candidates.
 _TABLE_SM90_16BIT = {
     # head dim: (forward, dkdv, dq)
     16: (TileConfig(128, 128, 8, 3), TileConfig(64, 128, 8, 3), TileConfig(128, 64, 8, 3)),
@@ -398,9 +404,8 @@ _TABLE_SM80_16BIT = {
     64: (TileConfig(128, 64, 8, 3), TileConfig(32, 128, 8, 3), TileConfig(128, 64, 8, 3)),
     128: (TileConfig(128, 64, 8, 3), TileConfig(32, 64, 8, 3), TileConfig(128, 32, 8, 3)),
 }
-# fp32 dots with input_precision="ieee" run as FMAs on the CUDA cores and keep whole operand
-# tiles in registers: only small tiles avoid spills (TF32x3 spills worse). fp32 is the exactness
-# path, not the fast one.
+# fp32 (FMA dots keep whole operand tiles in registers; TF32x3 spilled worse): the exact path,
+# not the fast one.
 _FP32 = (TileConfig(32, 16, 8, 2), TileConfig(16, 32, 8, 2), TileConfig(32, 16, 8, 2))
 # Under TRITON_INTERPRET=1 each program runs in Python, so cost is per tile visited; small tiles
 # (with BLOCK_M != BLOCK_N so the diagonal straddles tiles) still exercise every code path of the
@@ -416,10 +421,10 @@ def pick_configs(capability: tuple[int, int] | None, head_dim: int,
         return _INTERPRETER
     if dtype == torch.float32:
         return AttentionConfigs(*_FP32)
-    if capability[0] in (9, 10):  # H100/H200, B200: 228 KB shared memory per SM
+    if capability[0] in (9, 10):  # H100/H200, B200: 228 KB of shared memory per SM
         table = _TABLE_SM90_16BIT
     else:
-        table = _TABLE_SM80_16BIT  # also sm_86/sm_89 (99 KB shared memory): every entry fits
+        table = _TABLE_SM80_16BIT
     forward, dkdv, dq = table[head_dim]
     return AttentionConfigs(forward, dkdv, dq)
 

@@ -186,6 +186,11 @@ def main(argv=None) -> int:
                 from data.shards import read_meta
 
                 read_meta(data_dir)
+            if not cuda and not any(o.startswith("train.peak_flops=") for o in args.set):
+                # one CPU peak for every variant (best of 20 short matmul timings), so their MFUs compare
+                from train.log import measured_matmul_flops
+
+                args.set.append(f"train.peak_flops={measured_matmul_flops(torch.device('cpu'), trials=20):.6g}")
             runs: dict[str, list[dict]] = {}
             for rep in range(args.repeat):  # variants alternate, so a change in machine load hits all
                 for backend, compiled in variants:

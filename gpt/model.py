@@ -70,20 +70,26 @@ class LayerNorm(nn.Module):
 
 
 class KVCache:
-    """Keys and values of the tokens seen so far, preallocated for `max_len` positions, per layer."""
+    """Keys and values of the tokens seen so far, preallocated for `max_len` positions, per layer.
 
-    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device, dtype):
+    The buffers take the dtype of the first keys stored (bf16 under autocast, else the weights'), so the
+    cached and the new keys always match in dtype."""
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device):
         head_dim = config.n_embd // config.n_head
-        shape = (config.n_layer, batch_size, config.n_head, max_len, head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.shape = (config.n_layer, batch_size, config.n_head, max_len, head_dim)
+        self.device = device
+        self.k = self.v = None
         self.length = 0  # positions filled
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Store k, v (B, H, t, D) after the cached ones; return all keys and values so far."""
+        if self.k is None:
+            self.k = torch.zeros(self.shape, device=self.device, dtype=k.dtype)
+            self.v = torch.zeros(self.shape, device=self.device, dtype=v.dtype)
         start, end = self.length, self.length + k.shape[2]
-        if end > self.k.shape[3]:
-            raise ValueError(f"KV cache holds {self.k.shape[3]} positions, {end} requested")
+        if end > self.shape[3]:
+            raise ValueError(f"KV cache holds {self.shape[3]} positions, {end} requested")
         self.k[layer, :, :, start:end] = k
         self.v[layer, :, :, start:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
@@ -198,8 +204,7 @@ class GPT(nn.Module):
         B = idx.shape[0]
         block = self.config.block_size
         idx = idx[:, -block:]
-        dtype = self.wte.weight.dtype
-        cache = KVCache(self.config, B, block, idx.device, dtype)
+        cache = KVCache(self.config, B, block, idx.device)
         logits = self(idx, cache=cache)
         stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=idx.device)
         done = torch.zeros(B, dtype=torch.bool, device=idx.device)
@@ -217,7 +222,7 @@ class GPT(nn.Module):
                 return
             history = torch.cat([history, nxt], dim=1)
             if cache.length == block:  # context full: restart the cache on the last half of the window
-                cache = KVCache(self.config, B, block, idx.device, dtype)
+                cache = KVCache(self.config, B, block, idx.device)
                 logits = self(history[:, -(block // 2):], cache=cache)
             else:
                 logits = self(nxt, cache=cache)

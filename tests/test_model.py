@@ -117,12 +117,18 @@ def test_kv_cache_decoding_matches_full_forward(monkeypatch):
     model = tiny().eval()
     idx = torch.randint(0, 101, (2, 30))
     h_full = model.hidden_states(idx)
-    cache = KVCache(model.config, 2, model.config.block_size, "cpu", torch.float32)
+    cache = KVCache(model.config, 2, model.config.block_size, "cpu")
     pieces = [model.hidden_states(idx[:, :12], cache)]  # the prompt at once, then one token at a time
     for t in range(12, 30):
         pieces.append(model.hidden_states(idx[:, t:t + 1], cache))
     assert cache.length == 30
     torch.testing.assert_close(torch.cat(pieces, dim=1), h_full, rtol=1e-4, atol=1e-5)
+    # under autocast the cache holds the autocast dtype, so cached and new keys match (GPU sampling)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cache = KVCache(model.config, 2, model.config.block_size, "cpu")
+        model.hidden_states(idx[:, :12], cache)
+        model.hidden_states(idx[:, 12:13], cache)
+    assert cache.k.dtype == torch.bfloat16
 
 
 def test_generate_greedy_matches_argmax_loop_and_stops(monkeypatch):
@@ -222,7 +228,7 @@ def test_gpu_kv_cache_generation_matches_full_forward(monkeypatch):
     idx = torch.randint(0, 500, (2, 100), device="cuda")
     with torch.no_grad():
         full = model.hidden_states(idx)
-        cache = KVCache(model.config, 2, 128, "cuda", torch.float32)
+        cache = KVCache(model.config, 2, 128, "cuda")
         parts = [model.hidden_states(idx[:, :60], cache)] + [model.hidden_states(idx[:, t:t + 1], cache)
                                                               for t in range(60, 100)]
     assert _rel_err(torch.cat(parts, dim=1), full) < 1e-3

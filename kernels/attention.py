@@ -473,7 +473,7 @@ def _flash_backward_impl(do, q, k, v, o, lse2, causal: bool, scale: float):
     delta = torch.empty((B, H, T_Q), dtype=torch.float32, device=q.device)
     _attn_bwd_preprocess[(triton.cdiv(T_Q, cfgs.preprocess_block_m), B * H)](
         o, do, delta, *o.stride(), *do.stride(), H, T_Q,
-        HEAD_DIM=D, BLOCK_M=cfgs.preprocess_block_m)
+        HEAD_DIM=D, BLOCK_M=cfgs.preprocess_block_m, num_warps=4, num_stages=1)
     c = cfgs.dkdv
     _attn_bwd_dkdv[(triton.cdiv(T_K, c.block_n), B * H)](
         q, k, v, do, dk, dv, lse2, delta,

@@ -5,7 +5,7 @@
 #   bash bench/gpu_suite.sh             # results under $OUT, or bench/results/gpu-<GPU name>-<utc time>/
 #   bash bench/gpu_suite.sh --dry-run   # print the plan (each command and its time limit), run nothing
 #   bash bench/gpu_suite.sh --quick     # ~4 minutes: quick kernel shapes, 20 s training runs
-#   bash bench/gpu_suite.sh --pack      # also leave everything in one results.tar.gz (few files to fetch)
+#   bash bench/gpu_suite.sh --pack      # leave only summary.txt + results.tar.gz (of everything)
 #
 # Every step runs under its own time limit, its output goes to <out>/<step>.log, and its failure is
 # recorded without stopping the suite, so the summary is always printed. The training runs get the
@@ -124,8 +124,11 @@ fi
 
 if [ "$PACK" = 1 ] && [ "$DRY" = 0 ]; then
   PACKED=$(mktemp /tmp/gpu-suite-XXXXXX.tar.gz)
-  tar -czf "$PACKED" -C "$RESULTS" --exclude results.tar.gz . && mv "$PACKED" "$RESULTS/results.tar.gz" \
-    && echo "packed: $RESULTS/results.tar.gz"
+  if tar -czf "$PACKED" -C "$RESULTS" --exclude results.tar.gz . && mv "$PACKED" "$RESULTS/results.tar.gz"; then
+    # leave two files (a device runner may fetch only a few): the summary and the archive of everything
+    find "$RESULTS" -mindepth 1 -maxdepth 1 ! -name results.tar.gz ! -name summary.txt -exec rm -rf {} +
+    echo "packed: $RESULTS/results.tar.gz (+ summary.txt)"
+  fi
 fi
 FAILED=0
 for s in "${STEPS[@]}"; do

@@ -270,8 +270,10 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA,
                                   T_K, qk_scale, False, BLOCK_M, DOT_PRECISION)
 
     dk = dk * sm_scale
-    dk_ptrs = DK + b * stride_dkb + h * stride_dkh + offs_n[:, None] * stride_dkt + offs_d[None, :] * stride_dkd
-    dv_ptrs = DV + b * stride_dvb + h * stride_dvh + offs_n[:, None] * stride_dvt + offs_d[None, :] * stride_dvd
+    dk_ptrs = (DK + b * stride_dkb + h * stride_dkh
+               + offs_n[:, None] * stride_dkt + offs_d[None, :] * stride_dkd)
+    dv_ptrs = (DV + b * stride_dvb + h * stride_dvh
+               + offs_n[:, None] * stride_dvt + offs_d[None, :] * stride_dvd)
     tl.store(dk_ptrs, dk.to(DK.dtype.element_ty), mask=key_ok)
     tl.store(dv_ptrs, dv.to(DV.dtype.element_ty), mask=key_ok)
 

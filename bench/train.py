@@ -197,8 +197,10 @@ def main(argv=None) -> int:
                     row = run_variant(args, backend, compiled, data_dir, work, rep)
                     runs.setdefault(row["variant"], []).append(row)
             rows = [median_row(r) for r in runs.values()]
-            for log in work.glob("*.log"):
+            for log in work.glob("*.log"):  # each run's console output and its JSONL log
                 (out / log.name).write_text(log.read_text())
+            for jsonl in work.glob("*/log.jsonl"):
+                (out / f"{jsonl.parent.name}.jsonl").write_text(jsonl.read_text())
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

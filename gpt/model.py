@@ -180,7 +180,11 @@ class GPT(nn.Module):
         (B, 1, vocab), which is all that generation needs."""
         y = self.hidden_states(idx, cache)
         if targets is not None:
-            return kernels.linear_cross_entropy(y, self.wte.weight, targets, ignore_index=-100)
+            # Sum over the learned tokens divided by their count (at least 1): the mean, except that a
+            # batch whose targets are all masked (a window of prompt only, when fine-tuning) gives 0
+            # instead of 0/0 = NaN, which would stop training.
+            loss_sum = kernels.linear_cross_entropy(y, self.wte.weight, targets, ignore_index=-100, reduction="sum")
+            return loss_sum / (targets != -100).sum().clamp(min=1)
         return F.linear(y[:, -1:, :], self.wte.weight)
 
     def num_params(self, non_embedding: bool = True) -> int:

@@ -232,3 +232,21 @@ def test_gpu_kv_cache_generation_matches_full_forward(monkeypatch):
         parts = [model.hidden_states(idx[:, :60], cache)] + [model.hidden_states(idx[:, t:t + 1], cache)
                                                               for t in range(60, 100)]
     assert _rel_err(torch.cat(parts, dim=1), full) < 1e-3
+
+
+def test_loss_of_fully_masked_batch_is_zero_not_nan():
+    """A fine-tuning window can hold only prompt tokens (all targets -100): the loss must be 0 with zero
+    gradients, not NaN (which would stop the run)."""
+    torch.manual_seed(0)
+    model = GPT(build_model_config("tiny", vocab_size=97))
+    idx = torch.randint(0, 97, (2, 8))
+    loss = model(idx, torch.full((2, 8), -100))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in model.parameters())
+    # and with some learned tokens it is exactly the mean over them
+    targets = torch.randint(0, 97, (2, 8))
+    targets[0, :5] = -100
+    logits = torch.nn.functional.linear(model.hidden_states(idx), model.wte.weight)
+    expected = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+    torch.testing.assert_close(model(idx, targets), expected, rtol=1e-5, atol=1e-6)

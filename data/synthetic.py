@@ -606,11 +606,11 @@ class QuestionMaker:
             return q, f"SELECT {c.name} FROM {t.name} EXCEPT SELECT {c.name} FROM {t.name} WHERE {n.name} {op1} {_lit(x1)}"
         op2, ow2, x2 = self.comparison(t, n)
         if kind == "INTERSECT":
-            q = self.pick([f"Which {c.words} values have both {an(t.singular)} with {n.words} {ow1} {x1} and a "
-                           f"{t.singular} with {n.words} {ow2} {x2}?"])
+            q = self.pick([f"Which {c.words} values have both {an(t.singular)} with {n.words} {ow1} {x1} and "
+                           f"{an(t.singular)} with {n.words} {ow2} {x2}?"])
         else:
-            q = self.pick([f"Which {c.words} values have {an(t.singular)} with {n.words} {ow1} {x1} or a "
-                           f"{t.singular} with {n.words} {ow2} {x2}?"])
+            q = self.pick([f"Which {c.words} values have {an(t.singular)} with {n.words} {ow1} {x1} or "
+                           f"{an(t.singular)} with {n.words} {ow2} {x2}?"])
         return q, (f"SELECT {c.name} FROM {t.name} WHERE {n.name} {op1} {_lit(x1)} {kind} "
                    f"SELECT {c.name} FROM {t.name} WHERE {n.name} {op2} {_lit(x2)}")
 

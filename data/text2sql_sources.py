@@ -9,8 +9,10 @@
                          Spider folder's training databases
 
 Labelled examples become documents laid out by gpt/prompt.py (`<|schema|> ... <|question|> ...
-<|sql|> SQL <|end|>`, loss mask on the SQL and <|end|>), its schema cut to fit --block-size. User text is
-tokenized with encode_ordinary, so literal "<|sql|>" in a question stays text.
+<|sql|> SQL <|end|>`, loss mask on the SQL and <|end|>), the schema cut to fit --block-size. With
+--questions-per-schema K, up to K question/SQL pairs of one database follow a single copy of its schema
+(fewer tokens spent on schemas; see ExampleDocument). User text is tokenized with encode_ordinary, so a
+literal "<|sql|>" in a question stays text.
 
 Packing: the trainer cuts each split's token stream into windows of block_size tokens (data/shards.py).
 An example that straddled two windows would have its SQL learned without its schema and question in

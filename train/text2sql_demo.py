@@ -4,8 +4,8 @@
 
 It is exactly these three commands, run one after the other (run them yourself to change anything):
 
-    python -m data.prepare --source synthetic --out data/processed/text2sql --vocab-size 1024 \\
-        --block-size 256 --questions-per-schema 8
+    python -m data.prepare --source synthetic --out data/processed/text2sql --vocab-size 2048 \\
+        --block-size 256 --questions-per-schema 8 --synthetic-databases 200 --synthetic-train-per-db 100
     python -m train --config configs/text2sql_cpu.json --set train.max_seconds=540
     python -m train.evaluate --checkpoint runs/text2sql --data data/processed/text2sql --split test --show 5
 
@@ -36,15 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="data/processed/text2sql", help="prepared data folder")
     p.add_argument("--out", default="runs/text2sql", help="training run folder")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="training config (JSON)")
-    p.add_argument("--seconds", type=float, default=540, help="training time budget (train.max_seconds)")
+    p.add_argument("--seconds", type=float, default=540,
+                   help="training time cap (train.max_seconds; 0: none). The config's 1500 steps take a few "
+                        "minutes on an idle 2-core CPU; a busy machine stops at the cap with fewer steps")
     p.add_argument("--max-steps", type=int, default=0, help="stop training after N steps (0: the config's)")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                    help="more training config overrides, e.g. model.n_layer=2")
-    p.add_argument("--databases", type=int, default=60, help="synthetic databases (train/dev/test by database)")
-    p.add_argument("--train-per-db", type=int, default=200)
+    p.add_argument("--databases", type=int, default=200, help="synthetic databases (train/dev/test by database)")
+    p.add_argument("--train-per-db", type=int, default=100)
     p.add_argument("--eval-per-db", type=int, default=25)
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed")
-    p.add_argument("--vocab-size", type=int, default=1024)
+    p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--questions-per-schema", type=int, default=8)
     p.add_argument("--eval-limit", type=int, default=0, help="evaluate only the first N test examples (0: all)")

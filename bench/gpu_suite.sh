@@ -125,7 +125,7 @@ fi
   if [ -f "$RESULTS/train.log" ]; then
     echo; echo "-- training throughput:"; sed -n '/^training throughput:/,$p' "$RESULTS/train.log"
   fi
-} | tee "$RESULTS/summary.txt"
+} | if [ "$DRY" = 1 ]; then cat; else tee "$RESULTS/summary.txt"; fi
 
 if [ "$PACK" = 1 ] && [ "$DRY" = 0 ]; then
   PACKED=$(mktemp /tmp/gpu-suite-XXXXXX.tar.gz)

@@ -61,6 +61,9 @@ class WindowPacker:
         if self.skipped <= 5:
             print(f"warning: {self.split}: an example of {n_tokens} tokens is longer than the block size "
                   f"{self.block_size}; skipped", file=sys.stderr)
+        elif self.skipped == 6:
+            print(f"warning: {self.split}: more examples are too long and skipped (not listed; a larger "
+                  f"--block-size or --max-sql-tokens keeps them)", file=sys.stderr)
 
 
 class ExampleDocument:

@@ -254,3 +254,27 @@ def test_prepare_reports_user_mistakes(tmp_path, capsys):
                          "--synthetic-train-per-db", "3", "--synthetic-eval-per-db", "2", "--block-size", "128",
                          "--shard-tokens", "1000"]) == 2
     assert "multiple of --block-size" in capsys.readouterr().err
+
+
+def test_prepare_sqltext_unlabeled_corpus(tmp_path, spider_dir):
+    from data import prepare
+    from gpt.prompt import SQL_TOKEN
+    from gpt.tokenizer import Tokenizer
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "queries.sql").write_text("".join(f"SELECT name FROM singer WHERE age > {i};\n" for i in range(400))
+                                        + f"-- a comment that mentions {SQL_TOKEN}\n")
+    (corpus / "notes.txt").write_text("Some English text about singers and songs.\n" * 50)
+    out = tmp_path / "pre"
+    assert prepare.main(["--source", "sqltext", "--out", str(out), "--vocab-size", "400", "--corpus", str(corpus),
+                         "--corpus-spider-dir", str(spider_dir), "--holdout-databases", "1",
+                         "--corpus-chunk-chars", "2000"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    tok = Tokenizer.load(str(out / meta["tokenizer"]))
+    ids = np.concatenate([np.load(out / s["tokens"]) for split in ("train", "val") for s in meta["splits"][split]])
+    assert int((ids == tok.special_tokens[SQL_TOKEN]).sum()) == 0  # the literal text stayed text
+    assert all(s["mask"] is None for split in meta["splits"].values() for s in split)  # every token learned
+    text = tok.decode(np.load(out / meta["splits"]["train"][0]["tokens"]).tolist())
+    assert "singer: id int pk" in text and "SELECT COUNT(*) FROM singer" in text  # schemas + gold SQL
+    assert meta["splits"]["val"][0]["n_tokens"] > 0

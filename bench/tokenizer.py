@@ -33,16 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _time(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -173,7 +163,9 @@ def main(argv=None) -> int:
 
     import tiktoken
 
-    meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "cpu": _cpu_name(),
+    from bench.kernels import device_name
+
+    meta = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "cpu": device_name("cpu"),
             "cores": os.cpu_count(), "python": platform.python_version(), "tiktoken": tiktoken.__version__,
             "load average at start": os.getloadavg()}
     try:

@@ -14,24 +14,12 @@ import kernels
 import importlib
 from kernels import reference
 from tests import compile_gate
+from tests.kernel_testing import force_triton_backend, interpreting, rel_err  # noqa: F401 (autouse fixture)
 
 # `kernels.cross_entropy` is also the name of the public function, so fetch the module itself.
 ce = importlib.import_module("kernels.cross_entropy")
 
 TOL = {torch.float32: 1e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}
-
-interpreting = pytest.mark.skipif(
-    not compile_gate._interpreting(), reason="Triton on CPU tensors needs TRITON_INTERPRET=1")
-
-
-@pytest.fixture(autouse=True)
-def _force_triton(monkeypatch):
-    monkeypatch.setenv("KERNELS_BACKEND", "triton")
-
-
-def rel_err(got, want):
-    got, want = got.double(), want.double()
-    return ((got - want).abs().max() / want.abs().max().clamp_min(1e-30)).item()
 
 
 def make_logits(shape, dtype, device="cpu", scale=3.0, seed=0):

@@ -13,23 +13,11 @@ import kernels
 import kernels.layernorm as ln
 from kernels import reference
 from tests import compile_gate
+from tests.kernel_testing import force_triton_backend, interpreting, rel_err  # noqa: F401 (autouse fixture)
 
 # Relative error allowed per dtype: a few output roundings (fp32 2^-24, fp16 2^-11, bf16 2^-8)
 # times the condition of the op. A wrong formula, a missing term or a wrong eps gives >= 1e-1.
 TOL = {torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
-
-interpreting = pytest.mark.skipif(
-    not compile_gate._interpreting(), reason="Triton on CPU tensors needs TRITON_INTERPRET=1")
-
-
-@pytest.fixture(autouse=True)
-def _force_triton(monkeypatch):
-    monkeypatch.setenv("KERNELS_BACKEND", "triton")
-
-
-def rel_err(got, want):
-    got, want = got.double(), want.double()
-    return ((got - want).abs().max() / want.abs().max().clamp_min(1e-30)).item()
 
 
 def make_inputs(shape, dtype, device="cpu", residual=True, weight=True, bias=True, seed=0):

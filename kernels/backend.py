@@ -39,3 +39,9 @@ def use_triton(x: torch.Tensor) -> bool:
             )
         return True
     return x.device.type == "cuda"
+
+
+def eager_when_interpreting(fn):
+    """torch.compile cannot trace Triton's CPU interpreter: there the op runs eagerly (a graph break).
+    On a GPU the kernels are real @triton.jit functions, which Dynamo can trace. Decided at import."""
+    return torch.compiler.disable(fn) if triton_interpreting() else fn

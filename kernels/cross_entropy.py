@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from kernels.backend import triton_interpreting, use_triton
+from kernels.backend import eager_when_interpreting, use_triton
 
 REDUCTIONS = ("mean", "sum", "none")
 MAX_BLOCK_V = 4096
@@ -169,12 +169,6 @@ def _grad_scale(kept, reduction):
     return torch.ones(1, dtype=torch.float32, device=kept.device)
 
 
-def _eager_when_interpreting(fn):
-    """torch.compile cannot trace Triton's CPU interpreter: run the op eagerly there (a graph
-    break). On a GPU the kernels are real @triton.jit functions, which Dynamo can trace."""
-    return torch.compiler.disable(fn) if triton_interpreting() else fn
-
-
 def _check_reduction(reduction):
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
@@ -221,7 +215,7 @@ class _CrossEntropy(torch.autograd.Function):
         return grad.view(ctx.logits_shape), None, None, None, None, None
 
 
-@_eager_when_interpreting
+@eager_when_interpreting
 def _triton_cross_entropy(logits, targets, ignore_index, reduction, label_smoothing, z_loss):
     return _CrossEntropy.apply(logits, targets, ignore_index, reduction, label_smoothing, z_loss)
 
@@ -376,7 +370,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return dx, dw, None, db, None, None, None
 
 
-@_eager_when_interpreting
+@eager_when_interpreting
 def _triton_linear_cross_entropy(x, weight, targets, bias=None, ignore_index=-100, reduction="mean",
                                  rows_per_chunk=None):
     """The Triton path with an explicit chunk size (tests use small chunks to cover the loop)."""

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from kernels.backend import triton_interpreting, use_triton
+from kernels.backend import eager_when_interpreting, use_triton
 
 # Widest row the Triton path handles: a whole row lives in registers (one block of BLOCK_N columns).
 MAX_FUSED_WIDTH = 16384
@@ -299,13 +299,7 @@ class _FusedLayerNorm(torch.autograd.Function):
         return dx, dr, dw, db, None
 
 
-def _eager_when_interpreting(fn):
-    """torch.compile cannot trace Triton's CPU interpreter: run the op eagerly there (a graph
-    break). On a GPU the kernels are real @triton.jit functions, which Dynamo can trace."""
-    return torch.compiler.disable(fn) if triton_interpreting() else fn
-
-
-@_eager_when_interpreting
+@eager_when_interpreting
 def _triton_layer_norm(x, weight, bias, eps, residual):
     out = _FusedLayerNorm.apply(x, residual, weight, bias, eps)
     if residual is None:

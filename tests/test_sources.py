@@ -56,6 +56,7 @@ def test_spider_folder_loads_and_reports_bad_records(spider_dir):
     assert "record 21: unknown database 'nowhere'" in text
     assert "record 22: field 'question'" in text and "record 23: not a JSON object" in text
     assert "only_tables" in text and "cannot be executed" in text  # missing database reported, kept
+    assert errors.summary() == "3 bad record(s) skipped, 1 warning(s) (records kept)"
 
 
 def test_spider_holdout_is_by_database(spider_dir):

@@ -47,17 +47,23 @@ class RecordErrors:
     max_printed: int = 20
     quiet: bool = False
     messages: list[str] = field(default_factory=list)
+    n_skipped: int = 0
 
-    def add(self, where: str, problem: str) -> None:
+    def add(self, where: str, problem: str, skipped: bool = True) -> None:
+        """Report a problem; skipped=False for a warning about a record that is still kept."""
         msg = f"{where}: {problem}"
         self.messages.append(msg)
+        self.n_skipped += skipped
         if not self.quiet and len(self.messages) <= self.max_printed:
             print(f"warning: {msg}", file=sys.stderr)
         elif not self.quiet and len(self.messages) == self.max_printed + 1:
             print("warning: (more problems; only the count is reported from here on)", file=sys.stderr)
 
     def summary(self) -> str:
-        return f"{len(self.messages)} problem(s) in the input; those records were skipped" if self.messages else ""
+        if not self.messages:
+            return ""
+        warned = len(self.messages) - self.n_skipped
+        return f"{self.n_skipped} bad record(s) skipped" + (f", {warned} warning(s) (records kept)" if warned else "")
 
     def __len__(self) -> int:
         return len(self.messages)

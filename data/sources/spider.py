@@ -78,7 +78,8 @@ class SpiderFolder:
                     self.errors.add(where, f"tables.json entry for {db_id!r} is malformed ({e})")
                 if db is None and schema is not None:
                     self.errors.add(where, f"database {path} is missing: examples of {db_id!r} are kept for "
-                                           f"training (schema from tables.json) but cannot be executed")
+                                           f"training (schema from tables.json) but cannot be executed",
+                                    skipped=False)
             if schema is None:
                 self.errors.add(where, f"unknown database {db_id!r} (neither {path} nor a tables.json entry)")
             self._schemas[db_id] = (schema, db)

@@ -84,11 +84,8 @@ void PairToRank::insert(Rank a, Rank b, Rank merged) {
 // ---------------------------------------------------------------------------------------------
 // Vocabulary
 
-static std::atomic<uint64_t> next_vocab_serial{1};
-
 Vocab::Vocab(std::vector<std::string> tokens, std::vector<Rank> ranks,
-             std::vector<std::pair<std::string, Rank>> specials)
-    : serial_(next_vocab_serial.fetch_add(1)) {
+             std::vector<std::pair<std::string, Rank>> specials) {
   if (tokens.size() != ranks.size()) throw std::invalid_argument("tokens and ranks differ in length");
   Rank max_rank = 0, max_id = 0;
   for (Rank r : ranks) max_rank = std::max(max_rank, r);
@@ -163,35 +160,48 @@ void Vocab::decode(const Rank* ids, size_t n, std::string& out) const {
 
 constexpr size_t kSmallPiece = 128;  // longer pieces take the heap path
 
-namespace {
-// Per-thread, direct-mapped cache: piece bytes -> ids. An entry belongs to the vocabulary whose
-// serial it carries, so several vocabularies can share a thread without mixing results.
+// Direct-mapped cache: piece bytes -> ids.
 constexpr size_t kCacheEntries = 8192;
 constexpr size_t kCacheMaxBytes = 22;
 constexpr size_t kCacheMaxTokens = 8;
-struct CacheEntry {
-  uint64_t serial;  // 0: empty
-  uint64_t hash;
-  uint8_t len, ntok;
+struct Vocab::CacheEntry {
+  uint8_t len;  // 0: empty (pieces of one byte never enter the cache)
+  uint8_t ntok;
   char bytes[kCacheMaxBytes];
+  uint64_t hash;
   Rank toks[kCacheMaxTokens];
 };
-CacheEntry* piece_cache() {
-  // Heap-allocated (not a thread_local array): a large static TLS block can fail to load in a
-  // dlopen'ed Python extension.
-  thread_local std::unique_ptr<CacheEntry[]> cache(new CacheEntry[kCacheEntries]());
-  return cache.get();
-}
-}  // namespace
 
-void Vocab::encode_piece(const char* p, size_t n, std::vector<Rank>& out) const {
+Vocab::~Vocab() = default;
+
+// Holds one of the vocabulary's caches for the duration of an encode call (null if all are busy).
+class CacheLease {
+ public:
+  explicit CacheLease(const Vocab& v) : v_(v) {
+    for (size_t i = 0; i < Vocab::kMaxCaches; ++i) {
+      if (!v.cache_busy_[i].exchange(true, std::memory_order_acquire)) {
+        slot_ = i;
+        if (!v.caches_[i]) v.caches_[i].reset(new Vocab::CacheEntry[kCacheEntries]());
+        return;
+      }
+    }
+  }
+  ~CacheLease() { if (slot_ != kNone) v_.cache_busy_[slot_].store(false, std::memory_order_release); }
+  Vocab::CacheEntry* get() const { return slot_ == kNone ? nullptr : v_.caches_[slot_].get(); }
+ private:
+  static constexpr size_t kNone = ~size_t(0);
+  const Vocab& v_;
+  size_t slot_ = kNone;
+};
+
+void Vocab::encode_piece(const char* p, size_t n, std::vector<Rank>& out, CacheEntry* cache) const {
   const auto* u = reinterpret_cast<const uint8_t*>(p);
   if (n == 1) { out.push_back(byte_rank_[u[0]]); return; }
   const uint64_t h = hash_bytes(p, n);
   CacheEntry* entry = nullptr;
-  if (n <= kCacheMaxBytes) {
-    entry = &piece_cache()[h & (kCacheEntries - 1)];
-    if (entry->serial == serial_ && entry->hash == h && entry->len == n && std::memcmp(entry->bytes, p, n) == 0) {
+  if (cache && n <= kCacheMaxBytes) {
+    entry = &cache[h & (kCacheEntries - 1)];
+    if (entry->hash == h && entry->len == n && std::memcmp(entry->bytes, p, n) == 0) {
       out.insert(out.end(), entry->toks, entry->toks + entry->ntok);
       return;
     }
@@ -203,7 +213,6 @@ void Vocab::encode_piece(const char* p, size_t n, std::vector<Rank>& out) const 
   else merge_large(u, n, out);
   const size_t produced = out.size() - before;
   if (entry && produced <= kCacheMaxTokens) {
-    entry->serial = serial_;
     entry->hash = h;
     entry->len = uint8_t(n);
     entry->ntok = uint8_t(produced);
@@ -272,8 +281,10 @@ void Vocab::merge_large(const uint8_t* p, size_t n, std::vector<Rank>& out) cons
 }
 
 void Vocab::encode_ordinary(std::string_view text, std::vector<Rank>& out) const {
+  CacheLease lease(*this);
+  CacheEntry* cache = lease.get();
   pretokenize(text.data(), text.size(),
-              [&](size_t b, size_t e) { encode_piece(text.data() + b, e - b, out); });
+              [&](size_t b, size_t e) { encode_piece(text.data() + b, e - b, out, cache); });
 }
 
 void Vocab::encode(std::string_view text, const std::vector<std::string>& allowed, std::vector<Rank>& out) const {

@@ -8,13 +8,17 @@
 //   * Pair lookups are by rank, not by bytes: every part is a token, so "the rank of
 //     bytes(a) + bytes(b)" is a function of (rank a, rank b), precomputed into an integer hash
 //     map from every token's every split into two tokens.
-//   * A small per-thread cache maps recent pieces to their ids (text is Zipfian: most pieces are
-//     common words), which skips hashing into the large vocabulary table and merging.
+//   * A small cache maps recent pieces to their ids (text is Zipfian: most pieces are common
+//     words), which skips the large vocabulary table and merging. The vocabulary owns a few caches;
+//     each encode call leases a free one, so threads never share one and stay warm across calls.
 //   * Short pieces merge in small arrays (no heap allocation); long pieces use a min-heap of
 //     (rank, position) over a linked list, O(n log n) instead of tiktoken's O(n^2).
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -70,13 +74,15 @@ class Vocab {
   // `tokens[i]` has rank `ranks[i]`; all 256 single bytes must be tokens. Specials: text -> id.
   Vocab(std::vector<std::string> tokens, std::vector<Rank> ranks,
         std::vector<std::pair<std::string, Rank>> specials);
+  ~Vocab();  // defined where CacheEntry is complete
 
   // Ordinary text only: special-token text is encoded as text.
   void encode_ordinary(std::string_view text, std::vector<Rank>& out) const;
   // Text where the special tokens in `allowed` become their ids; everything else is ordinary.
   void encode(std::string_view text, const std::vector<std::string>& allowed, std::vector<Rank>& out) const;
-  // Appends the BPE tokens of one pre-token piece.
-  void encode_piece(const char* p, size_t n, std::vector<Rank>& out) const;
+  // Appends the BPE tokens of one pre-token piece (`cache` may be null).
+  struct CacheEntry;
+  void encode_piece(const char* p, size_t n, std::vector<Rank>& out, CacheEntry* cache) const;
 
   // Bytes of every id in order; throws UnknownToken for an id that is neither a token nor special.
   void decode(const Rank* ids, size_t n, std::string& out) const;
@@ -100,7 +106,10 @@ class Vocab {
   std::unordered_map<std::string, Rank> specials_;
   Rank byte_rank_[256];
   size_t n_vocab_ = 0;
-  uint64_t serial_;  // unique per Vocab: tags this vocabulary's entries in the per-thread piece cache
+  static constexpr size_t kMaxCaches = 16;  // concurrent encode calls beyond this run uncached
+  mutable std::array<std::atomic<bool>, kMaxCaches> cache_busy_{};
+  mutable std::array<std::unique_ptr<CacheEntry[]>, kMaxCaches> caches_;
+  friend class CacheLease;
 };
 
 struct UnknownToken : std::runtime_error {

@@ -315,3 +315,18 @@ def test_cli_train_encode_and_errors(tmp_path, capsys):
     assert main(["encode", "--tokenizer", str(out), "SELECT 1"]) == 0
     assert main(["train", str(tmp_path / "nope.txt"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_concurrent_encodes_with_two_vocabularies_do_not_mix(gpt2, small, english):
+    """Encode calls release the GIL and lease per-vocabulary piece caches: Python threads hammering two
+    tokenizers at once must get exactly the single-threaded ids."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ours, _ = gpt2
+    docs = english[0].split("\n\n")[:200]
+    expected = {id(t): [t.encode_ordinary(d) for d in docs] for t in (ours, small)}
+    jobs = [(t, i) for i in range(len(docs)) for t in (ours, small)] * 3
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda job: job[0].encode_ordinary(docs[job[1]]), jobs))
+    for (t, i), got in zip(jobs, results):
+        assert got == expected[id(t)][i]

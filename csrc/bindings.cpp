@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <mutex>
 #include <exception>
 #include <thread>
 
@@ -167,7 +168,7 @@ PYBIND11_MODULE(_bpe, m) {
              return to_list(v, out.data(), out.size());
            }, py::arg("text"), py::arg("allowed"), py::arg("numpy") = false)
       .def("encode_batch", [](const PyVocab& v, py::iterable texts, std::vector<std::string> allowed,
-                              int num_threads, bool numpy) -> py::list {
+                              int num_threads, bool numpy, std::vector<std::string> disallowed) -> py::list {
              // Views into the str objects (kept alive by `keep`), then encode on native threads.
              std::vector<py::object> keep;
              std::deque<std::string> storage;  // repaired copies (lone surrogates); stable addresses
@@ -186,9 +187,27 @@ PYBIND11_MODULE(_bpe, m) {
                std::atomic<size_t> next{0};
                std::exception_ptr failure;
                std::atomic<bool> failed{false};
+               // Disallowed special-token text is looked for on the worker threads too (it is a scan
+               // of every text); the error names the first such text in order, at its leftmost hit.
+               std::mutex hit_mutex;
+               size_t hit_doc = views.size();
+               std::string hit_token;
+               auto find_disallowed = [&](size_t i) {
+                 size_t best = std::string_view::npos;
+                 const std::string* token = nullptr;
+                 for (const auto& d : disallowed) {
+                   size_t at = d.empty() ? std::string_view::npos : views[i].find(d);
+                   if (at < best || (at == best && token && d.size() > token->size())) { best = at; token = &d; }
+                 }
+                 if (!token) return false;
+                 std::lock_guard<std::mutex> lock(hit_mutex);
+                 if (i < hit_doc) { hit_doc = i; hit_token = *token; }
+                 return true;
+               };
                auto worker = [&]() {
                  try {
                    for (size_t i; (i = next.fetch_add(1)) < views.size();) {
+                     if (!disallowed.empty() && find_disallowed(i)) continue;
                      results[i].reserve(views[i].size() / 3 + 1);
                      if (allowed.empty()) v.encode_ordinary(views[i], results[i]);
                      else v.encode(views[i], allowed, results[i]);
@@ -202,6 +221,13 @@ PYBIND11_MODULE(_bpe, m) {
                worker();
                for (auto& th : pool) th.join();
                if (failure) std::rethrow_exception(failure);
+               if (hit_doc < views.size()) {
+                 py::gil_scoped_acquire acquire;
+                 std::string repr = py::repr(py::str(hit_token)).cast<std::string>();
+                 throw py::value_error("the text contains the special token " + repr + ", which is disallowed. Pass "
+                                       "allowed_special={" + repr + "} to encode it as the special token, or "
+                                       "disallowed_special=() to encode it as ordinary text.");
+               }
              }
              py::list out(results.size());
              for (size_t i = 0; i < results.size(); ++i) {
@@ -209,7 +235,8 @@ PYBIND11_MODULE(_bpe, m) {
                else out[i] = to_list(v, results[i].data(), results[i].size());
              }
              return out;
-           }, py::arg("texts"), py::arg("allowed"), py::arg("num_threads"), py::arg("numpy") = false)
+           }, py::arg("texts"), py::arg("allowed"), py::arg("num_threads"), py::arg("numpy") = false,
+           py::arg("disallowed") = std::vector<std::string>())
       .def("decode_bytes", [](const PyVocab& v, py::handle ids) {
              std::vector<Rank> r = ids_of(ids);
              std::string out;

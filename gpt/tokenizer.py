@@ -222,7 +222,8 @@ class Tokenizer:
         """Ids of `text`, as tiktoken's Encoding.encode: special tokens in `allowed_special` become
         their ids; text matching a special token in `disallowed_special` (by default every special
         token not allowed) raises ValueError; with disallowed_special=() it is ordinary text."""
-        allowed = self._check_special(text, allowed_special, disallowed_special)
+        allowed, disallowed = self._special_policy(allowed_special, disallowed_special)
+        self._check_text(text, disallowed)
         if not allowed:
             return self._core.encode_ordinary(text, numpy)
         return self._core.encode(text, sorted(allowed), numpy)
@@ -235,36 +236,42 @@ class Tokenizer:
         if isinstance(texts, str):
             raise TypeError("encode_batch takes a sequence of str, not a single str (use encode)")
         texts = list(texts)
-        allowed: set[str] = set()
-        for text in texts:
-            allowed = self._check_special(text, allowed_special, disallowed_special)
+        allowed, disallowed = self._special_policy(allowed_special, disallowed_special)
         if num_threads is None:
             num_threads = os.cpu_count() or 1
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
-        return self._core.encode_batch(texts, sorted(allowed), num_threads, numpy)
+        # The native threads check each text for disallowed special-token text (same error as encode).
+        return self._core.encode_batch(texts, sorted(allowed), num_threads, numpy,
+                                       sorted(self._disallowed_set(allowed_special, disallowed_special)))
 
-    def _check_special(self, text, allowed_special, disallowed_special) -> set[str]:
-        if not isinstance(text, str):
-            raise TypeError(f"text must be str, not {type(text).__name__}")
+    def _disallowed_set(self, allowed_special, disallowed_special) -> set[str]:
         allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
-        if disallowed_special == "all":
-            disallowed = set(self.special_tokens) - allowed
-        else:
-            disallowed = set(disallowed_special)
+        return set(self.special_tokens) - allowed if disallowed_special == "all" else set(disallowed_special)
+
+    def _special_policy(self, allowed_special, disallowed_special) -> tuple[set[str], re.Pattern | None]:
+        """(the special tokens to encode as specials, a regex finding disallowed special text or None)."""
+        allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
+        disallowed = self._disallowed_set(allowed_special, disallowed_special)
+        regex = None
         if disallowed:
             key = frozenset(disallowed)
             regex = self._special_regex_cache.get(key)
             if regex is None:
                 regex = self._special_regex_cache[key] = re.compile("|".join(re.escape(t) for t in sorted(disallowed)))
-            match = regex.search(text)
-            if match:
-                token = match.group()
-                raise ValueError(
-                    f"the text contains the special token {token!r}, which is disallowed. Pass "
-                    f"allowed_special={{{token!r}}} to encode it as the special token, or "
-                    f"disallowed_special=() to encode it as ordinary text.")
-        return allowed & set(self.special_tokens)
+        return allowed & set(self.special_tokens), regex
+
+    @staticmethod
+    def _check_text(text, disallowed: re.Pattern | None) -> None:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str, not {type(text).__name__}")
+        match = disallowed.search(text) if disallowed is not None else None
+        if match:
+            token = match.group()
+            raise ValueError(
+                f"the text contains the special token {token!r}, which is disallowed. Pass "
+                f"allowed_special={{{token!r}}} to encode it as the special token, or "
+                f"disallowed_special=() to encode it as ordinary text.")
 
     # ------------------------------------------------------------------ decoding
 

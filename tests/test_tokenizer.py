@@ -330,3 +330,13 @@ def test_concurrent_encodes_with_two_vocabularies_do_not_mix(gpt2, small, englis
         results = list(pool.map(lambda job: job[0].encode_ordinary(docs[job[1]]), jobs))
     for (t, i), got in zip(jobs, results):
         assert got == expected[id(t)][i]
+
+
+def test_encode_batch_special_and_type_errors(small):
+    docs = ["plain", "x <|question|> then <|sql|>", "<|sql|> first"]
+    with pytest.raises(ValueError, match=r"'<\|question\|>'"):  # first text in order, leftmost hit
+        small.encode_batch(docs, num_threads=2)
+    ok = small.encode_batch(docs, num_threads=2, allowed_special={"<|question|>", "<|sql|>"})
+    assert ok == [small.encode(d, allowed_special={"<|question|>", "<|sql|>"}) for d in docs]
+    with pytest.raises(TypeError, match="str"):
+        small.encode_batch(["ok", 3])

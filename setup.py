@@ -30,7 +30,7 @@ setup(
     version="0.1.0",
     description="A performance-first GPT trainer from scratch (Triton kernels, C++ BPE) for text-to-SQL",
     python_requires=">=3.11",
-    packages=find_packages(include=["kernels*", "gpt*", "train*", "data*", "bench*"]),
+    packages=find_packages(include=["kernels*", "gpt*", "data*", "train*", "text2sql*", "bench*"]),
     ext_modules=ext_modules,
     cmdclass={"build_ext": build_ext},
     install_requires=[

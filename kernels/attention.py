@@ -40,7 +40,12 @@ triton and TRITON_INTERPRET=1) and PyTorch's scaled_dot_product_attention otherw
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
+import os
+import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +81,38 @@ def _causal_key_range(start_m, T_Q, T_K, CAUSAL: tl.constexpr, BLOCK_M: tl.const
         hi = T_K
     full_end = tl.maximum(full_end, 0) // BLOCK_N * BLOCK_N
     return full_end, hi
+
+
+# Launch order. A GPU starts programs roughly in the order of their linear index (x fastest), and
+# with causal masking the query tile m does m + 1 key tiles of work: launched 0, 1, 2, .. (the
+# natural order), the heaviest tiles start last and the last wave is a few long programs on an
+# otherwise idle GPU. SCHEDULE (a tl.constexpr) picks the order:
+#   0 natural        grid (tiles, B*H): tile = program_id(0) (the default: unchanged behaviour)
+#   1 reverse        grid (tiles, B*H): each head's heaviest tile first (FlashAttention-2/3's order;
+#                    the tiles of one head still run side by side and share K/V in L2)
+#   2 longest_first  grid (B*H, tiles): the heaviest tile of EVERY head before any lighter one
+#                    (longest-processing-time-first over the whole launch; less L2 sharing)
+# HEAVY_LAST says which end of the tile range is heavy: the last query tiles in the forward and
+# dQ kernels, the first key tiles in dK/dV (key 0 is seen by every query), whose natural order is
+# therefore already heavy-first within a head.
+SCHEDULES = {"natural": 0, "reverse": 1, "longest_first": 2}
+
+
+@triton.jit
+def _program_tile(SCHEDULE: tl.constexpr, HEAVY_LAST: tl.constexpr):
+    """(tile index along the sequence, batch*head index) of this program under SCHEDULE."""
+    if SCHEDULE == 2:
+        tile = tl.program_id(1)
+        bh = tl.program_id(0)
+        n_tiles = tl.num_programs(1)
+    else:
+        tile = tl.program_id(0)
+        bh = tl.program_id(1)
+        n_tiles = tl.num_programs(0)
+    if SCHEDULE != 0:
+        if HEAVY_LAST:
+            tile = n_tiles - 1 - tile
+    return tile, bh
 
 
 @triton.jit
@@ -127,8 +164,48 @@ def _attn_fwd(Q, K, V, O, LSE,
               CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
               BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """O and LSE2 for queries [start_m, start_m + BLOCK_M) of one (batch, head); grid (Tq tiles, B*H)."""
-    start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
+    _attn_fwd_body(Q, K, V, O, LSE,
+                   stride_qb, stride_qh, stride_qt, stride_qd,
+                   stride_kb, stride_kh, stride_kt, stride_kd,
+                   stride_vb, stride_vh, stride_vt, stride_vd,
+                   stride_ob, stride_oh, stride_ot, stride_od,
+                   H, T_Q, T_K, qk_scale,
+                   tl.program_id(0), tl.program_id(1),
+                   CAUSAL, HEAD_DIM, BLOCK_M, BLOCK_N, DOT_PRECISION)
+
+
+@triton.jit
+def _attn_fwd_scheduled(Q, K, V, O, LSE,
+              stride_qb, stride_qh, stride_qt, stride_qd,
+              stride_kb, stride_kh, stride_kt, stride_kd,
+              stride_vb, stride_vh, stride_vt, stride_vd,
+              stride_ob, stride_oh, stride_ot, stride_od,
+              H, T_Q, T_K, qk_scale,
+                        CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                        BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                        SCHEDULE: tl.constexpr):
+    """_attn_fwd with the query tiles launched in the order SCHEDULE says (see _program_tile)."""
+    tile, bh = _program_tile(SCHEDULE, True)
+    _attn_fwd_body(Q, K, V, O, LSE,
+                   stride_qb, stride_qh, stride_qt, stride_qd,
+                   stride_kb, stride_kh, stride_kt, stride_kd,
+                   stride_vb, stride_vh, stride_vt, stride_vd,
+                   stride_ob, stride_oh, stride_ot, stride_od,
+                   H, T_Q, T_K, qk_scale,
+                   tile, bh, CAUSAL, HEAD_DIM, BLOCK_M, BLOCK_N, DOT_PRECISION)
+
+
+@triton.jit
+def _attn_fwd_body(Q, K, V, O, LSE,
+              stride_qb, stride_qh, stride_qt, stride_qd,
+              stride_kb, stride_kh, stride_kt, stride_kd,
+              stride_vb, stride_vh, stride_vt, stride_vd,
+              stride_ob, stride_oh, stride_ot, stride_od,
+              H, T_Q, T_K, qk_scale,
+                   tile, bh,
+                   CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                   BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    start_m = tile * BLOCK_M
     b = (bh // H).to(tl.int64)  # int64: B*H*T*D may exceed 2^31 elements
     h = (bh % H).to(tl.int64)
     Q += b * stride_qb + h * stride_qh
@@ -232,8 +309,57 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA,
                    CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """dK, dV for keys [start_n, start_n + BLOCK_N) of one (batch, head); grid (Tk tiles, B*H)."""
-    start_n = tl.program_id(0) * BLOCK_N
-    bh = tl.program_id(1)
+    _attn_bwd_dkdv_body(Q, K, V, DO, DK, DV, LSE, DELTA,
+                        stride_qb, stride_qh, stride_qt, stride_qd,
+                        stride_kb, stride_kh, stride_kt, stride_kd,
+                        stride_vb, stride_vh, stride_vt, stride_vd,
+                        stride_dob, stride_doh, stride_dot, stride_dod,
+                        stride_dkb, stride_dkh, stride_dkt, stride_dkd,
+                        stride_dvb, stride_dvh, stride_dvt, stride_dvd,
+                        H, T_Q, T_K, sm_scale, qk_scale,
+                        tl.program_id(0), tl.program_id(1),
+                        CAUSAL, HEAD_DIM, BLOCK_M, BLOCK_N, DOT_PRECISION)
+
+
+@triton.jit
+def _attn_bwd_dkdv_scheduled(Q, K, V, DO, DK, DV, LSE, DELTA,
+                   stride_qb, stride_qh, stride_qt, stride_qd,
+                   stride_kb, stride_kh, stride_kt, stride_kd,
+                   stride_vb, stride_vh, stride_vt, stride_vd,
+                   stride_dob, stride_doh, stride_dot, stride_dod,
+                   stride_dkb, stride_dkh, stride_dkt, stride_dkd,
+                   stride_dvb, stride_dvh, stride_dvt, stride_dvd,
+                   H, T_Q, T_K, sm_scale, qk_scale,
+                             CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
+                             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                             DOT_PRECISION: tl.constexpr, SCHEDULE: tl.constexpr):
+    """_attn_bwd_dkdv with the key tiles launched in the order SCHEDULE says. Causal: the FIRST
+    key tile is the heaviest (every query sees key 0), so heavy-first is the natural order."""
+    tile, bh = _program_tile(SCHEDULE, False)
+    _attn_bwd_dkdv_body(Q, K, V, DO, DK, DV, LSE, DELTA,
+                        stride_qb, stride_qh, stride_qt, stride_qd,
+                        stride_kb, stride_kh, stride_kt, stride_kd,
+                        stride_vb, stride_vh, stride_vt, stride_vd,
+                        stride_dob, stride_doh, stride_dot, stride_dod,
+                        stride_dkb, stride_dkh, stride_dkt, stride_dkd,
+                        stride_dvb, stride_dvh, stride_dvt, stride_dvd,
+                        H, T_Q, T_K, sm_scale, qk_scale,
+                        tile, bh, CAUSAL, HEAD_DIM, BLOCK_M, BLOCK_N, DOT_PRECISION)
+
+
+@triton.jit
+def _attn_bwd_dkdv_body(Q, K, V, DO, DK, DV, LSE, DELTA,
+                        stride_qb, stride_qh, stride_qt, stride_qd,
+                        stride_kb, stride_kh, stride_kt, stride_kd,
+                        stride_vb, stride_vh, stride_vt, stride_vd,
+                        stride_dob, stride_doh, stride_dot, stride_dod,
+                        stride_dkb, stride_dkh, stride_dkt, stride_dkd,
+                        stride_dvb, stride_dvh, stride_dvt, stride_dvd,
+                        H, T_Q, T_K, sm_scale, qk_scale,
+                        tile, bh,
+                        CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                        BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    start_n = tile * BLOCK_N
     b = (bh // H).to(tl.int64)
     h = (bh % H).to(tl.int64)
     Q += b * stride_qb + h * stride_qh
@@ -319,8 +445,52 @@ def _attn_bwd_dq(Q, K, V, DO, DQ, LSE, DELTA,
                  CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                  BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
     """dQ for queries [start_m, start_m + BLOCK_M) of one (batch, head); grid (Tq tiles, B*H)."""
-    start_m = tl.program_id(0) * BLOCK_M
-    bh = tl.program_id(1)
+    _attn_bwd_dq_body(Q, K, V, DO, DQ, LSE, DELTA,
+                      stride_qb, stride_qh, stride_qt, stride_qd,
+                      stride_kb, stride_kh, stride_kt, stride_kd,
+                      stride_vb, stride_vh, stride_vt, stride_vd,
+                      stride_dob, stride_doh, stride_dot, stride_dod,
+                      stride_dqb, stride_dqh, stride_dqt, stride_dqd,
+                      H, T_Q, T_K, sm_scale, qk_scale,
+                      tl.program_id(0), tl.program_id(1),
+                      CAUSAL, HEAD_DIM, BLOCK_M, BLOCK_N, DOT_PRECISION)
+
+
+@triton.jit
+def _attn_bwd_dq_scheduled(Q, K, V, DO, DQ, LSE, DELTA,
+                           stride_qb, stride_qh, stride_qt, stride_qd,
+                           stride_kb, stride_kh, stride_kt, stride_kd,
+                           stride_vb, stride_vh, stride_vt, stride_vd,
+                           stride_dob, stride_doh, stride_dot, stride_dod,
+                           stride_dqb, stride_dqh, stride_dqt, stride_dqd,
+                           H, T_Q, T_K, sm_scale, qk_scale,
+                           CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                           BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                           SCHEDULE: tl.constexpr):
+    """_attn_bwd_dq with the query tiles launched in the order SCHEDULE says (see _program_tile)."""
+    tile, bh = _program_tile(SCHEDULE, True)
+    _attn_bwd_dq_body(Q, K, V, DO, DQ, LSE, DELTA,
+                      stride_qb, stride_qh, stride_qt, stride_qd,
+                      stride_kb, stride_kh, stride_kt, stride_kd,
+                      stride_vb, stride_vh, stride_vt, stride_vd,
+                      stride_dob, stride_doh, stride_dot, stride_dod,
+                      stride_dqb, stride_dqh, stride_dqt, stride_dqd,
+                      H, T_Q, T_K, sm_scale, qk_scale,
+                      tile, bh, CAUSAL, HEAD_DIM, BLOCK_M, BLOCK_N, DOT_PRECISION)
+
+
+@triton.jit
+def _attn_bwd_dq_body(Q, K, V, DO, DQ, LSE, DELTA,
+                      stride_qb, stride_qh, stride_qt, stride_qd,
+                      stride_kb, stride_kh, stride_kt, stride_kd,
+                      stride_vb, stride_vh, stride_vt, stride_vd,
+                      stride_dob, stride_doh, stride_dot, stride_dod,
+                      stride_dqb, stride_dqh, stride_dqt, stride_dqd,
+                      H, T_Q, T_K, sm_scale, qk_scale,
+                      tile, bh,
+                      CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                      BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    start_m = tile * BLOCK_M
     b = (bh // H).to(tl.int64)
     h = (bh % H).to(tl.int64)
     K += b * stride_kb + h * stride_kh
@@ -367,6 +537,7 @@ class AttentionConfigs:
     dkdv: TileConfig   # one program per block_n keys, looping over block_m queries
     dq: TileConfig     # one program per block_m queries, looping over block_n keys
     preprocess_block_m: int = 64
+    schedule: str = "natural"  # launch order of the tiles: a key of SCHEDULES
 
 
 # The launch tables. Why these numbers (sm_80 = A100: 108 SMs, 164 KB shared memory per SM, 64K
@@ -417,19 +588,84 @@ _INTERPRETER = AttentionConfigs(TileConfig(32, 16, 4, 1), TileConfig(16, 32, 4, 
                                 TileConfig(32, 16, 4, 1), preprocess_block_m=32)
 
 
+# ----------------------------------------------------------------------------------------------
+# Decisions measured on a GPU: kernels/tuned.json
+# ----------------------------------------------------------------------------------------------
+# bench/gpu_suite.sh's sweep (python -m bench.attention_cases --sweep --write-tuned F) times the
+# candidate tiles and launch orders on the card and writes the winners; committing that file as
+# kernels/tuned.json applies them. Without the file every choice is the table above. Format:
+#   {"attention": {"sm_90": {"128": {"forward": [128, 64, 8, 3], "dkdv": [64, 64, 8, 3],
+#                                    "dq": [128, 32, 8, 3], "schedule": "reverse"}, ...}},
+#    "measured": {... the card, versions and timings the decision came from ...}}
+# Each entry overrides only the 16-bit (bf16/fp16) launches of that exact capability and head dim;
+# any key may be left out. KERNELS_TUNED=<path> reads another file, KERNELS_TUNED=off none.
+# KERNELS_ATTENTION_SCHEDULE=natural|reverse|longest_first overrides the launch order everywhere
+# (also under the interpreter), for A/B runs and tests. A decision file keeps the kernels
+# deterministic: it is a fixed table per card, not a timing-based choice at run time.
+TUNED_PATH = Path(__file__).with_name("tuned.json")
+
+
+@functools.lru_cache(maxsize=8)
+def _load_tuned(path: str) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        warnings.warn(f"kernels: ignoring the decisions file {path}: {e}")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _tile(value, default: TileConfig) -> TileConfig:
+    """A [block_m, block_n, num_warps, num_stages] list from the decisions file, checked."""
+    try:
+        bm, bn, warps, stages = (int(x) for x in value)
+    except (TypeError, ValueError):
+        return default
+    pow2 = all(x >= 16 and x & (x - 1) == 0 for x in (bm, bn)) and warps in (1, 2, 4, 8, 16)
+    return TileConfig(bm, bn, warps, stages) if pow2 and 1 <= stages <= 8 else default
+
+
+def tuned_entry(capability: tuple[int, int], head_dim: int) -> dict:
+    """The decisions file's entry for this capability and head dim ({} when none)."""
+    path = os.environ.get("KERNELS_TUNED", "")
+    if path.lower() in ("off", "0", "none"):
+        return {}
+    data = _load_tuned(path or str(TUNED_PATH))
+    arch = data.get("attention", {}).get(f"sm_{capability[0]}{capability[1]}", {})
+    entry = arch.get(str(head_dim), {}) if isinstance(arch, dict) else {}
+    return entry if isinstance(entry, dict) else {}
+
+
+def _schedule_override(cfgs: AttentionConfigs) -> AttentionConfigs:
+    forced = os.environ.get("KERNELS_ATTENTION_SCHEDULE", "")
+    if not forced:
+        return cfgs
+    if forced not in SCHEDULES:
+        raise ValueError(f"KERNELS_ATTENTION_SCHEDULE={forced!r}: use one of {', '.join(SCHEDULES)}")
+    return dataclasses.replace(cfgs, schedule=forced)
+
+
 def pick_configs(capability: tuple[int, int] | None, head_dim: int,
                  dtype: torch.dtype) -> AttentionConfigs:
     """The launch configuration for a GPU of `capability` (None: Triton's CPU interpreter)."""
     if capability is None:
-        return _INTERPRETER
+        return _schedule_override(_INTERPRETER)
     if dtype == torch.float32:
-        return AttentionConfigs(*_FP32)
+        return _schedule_override(AttentionConfigs(*_FP32))
     if capability[0] in (9, 10):  # H100/H200, B200: 228 KB of shared memory per SM
         table = _TABLE_SM90_16BIT
     else:
         table = _TABLE_SM80_16BIT
     forward, dkdv, dq = table[head_dim]
-    return AttentionConfigs(forward, dkdv, dq)
+    entry = tuned_entry(capability, head_dim)
+    schedule = entry.get("schedule", "natural")
+    cfgs = AttentionConfigs(_tile(entry.get("forward"), forward), _tile(entry.get("dkdv"), dkdv),
+                            _tile(entry.get("dq"), dq),
+                            schedule=schedule if schedule in SCHEDULES else "natural")
+    return _schedule_override(cfgs)
 
 
 def _configs_for(q: torch.Tensor) -> AttentionConfigs:
@@ -453,14 +689,29 @@ def _flash_forward_impl(q, k, v, causal: bool, scale: float):
     lse2 = torch.empty((B, H, T_Q), dtype=torch.float32, device=q.device)
     if o.numel() == 0:
         return o, lse2
-    cfg = _configs_for(q).forward
-    grid = (triton.cdiv(T_Q, cfg.block_m), B * H)
-    _attn_fwd[grid](q, k, v, o, lse2, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
-                    H, T_Q, T_K, scale * LOG2_E,
-                    CAUSAL=causal, HEAD_DIM=D, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-                    DOT_PRECISION=_dot_precision(q.dtype),
-                    num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    cfgs = _configs_for(q)
+    cfg = cfgs.forward
+    _launch(_attn_fwd, _attn_fwd_scheduled, cfgs.schedule, triton.cdiv(T_Q, cfg.block_m), B * H,
+            (q, k, v, o, lse2, *q.stride(), *k.stride(), *v.stride(), *o.stride(),
+             H, T_Q, T_K, scale * LOG2_E),
+            dict(CAUSAL=causal, HEAD_DIM=D, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                 DOT_PRECISION=_dot_precision(q.dtype),
+                 num_warps=cfg.num_warps, num_stages=cfg.num_stages))
     return o, lse2
+
+
+def _launch(natural_kernel, scheduled_kernel, schedule: str, n_tiles: int, n_heads: int, args,
+            kwargs) -> None:
+    """Launch over (n_tiles, B*H) in the natural order (the original kernel, unchanged) or over the
+    grid SCHEDULES[schedule] needs (the _scheduled twin, same body, other program-id mapping)."""
+    code = SCHEDULES[schedule]
+    if code == 2 and n_tiles > 65535:  # grid dimension 1 holds at most 65535 programs
+        code = 1
+    if code == 0:
+        natural_kernel[(n_tiles, n_heads)](*args, **kwargs)
+    else:
+        grid = (n_heads, n_tiles) if code == 2 else (n_tiles, n_heads)
+        scheduled_kernel[grid](*args, **kwargs, SCHEDULE=code)
 
 
 def _flash_backward_impl(do, q, k, v, o, lse2, causal: bool, scale: float):
@@ -478,19 +729,20 @@ def _flash_backward_impl(do, q, k, v, o, lse2, causal: bool, scale: float):
         o, do, delta, *o.stride(), *do.stride(), H, T_Q,
         HEAD_DIM=D, BLOCK_M=cfgs.preprocess_block_m, num_warps=4, num_stages=1)
     c = cfgs.dkdv
-    _attn_bwd_dkdv[(triton.cdiv(T_K, c.block_n), B * H)](
-        q, k, v, do, dk, dv, lse2, delta,
-        *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(), *dv.stride(),
-        H, T_Q, T_K, scale, scale * LOG2_E,
-        CAUSAL=causal, HEAD_DIM=D, BLOCK_M=c.block_m, BLOCK_N=c.block_n,
-        DOT_PRECISION=precision, num_warps=c.num_warps, num_stages=c.num_stages)
+    _launch(_attn_bwd_dkdv, _attn_bwd_dkdv_scheduled, cfgs.schedule, triton.cdiv(T_K, c.block_n),
+            B * H,
+            (q, k, v, do, dk, dv, lse2, delta,
+             *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(), *dv.stride(),
+             H, T_Q, T_K, scale, scale * LOG2_E),
+            dict(CAUSAL=causal, HEAD_DIM=D, BLOCK_M=c.block_m, BLOCK_N=c.block_n,
+                 DOT_PRECISION=precision, num_warps=c.num_warps, num_stages=c.num_stages))
     c = cfgs.dq
-    _attn_bwd_dq[(triton.cdiv(T_Q, c.block_m), B * H)](
-        q, k, v, do, dq, lse2, delta,
-        *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
-        H, T_Q, T_K, scale, scale * LOG2_E,
-        CAUSAL=causal, HEAD_DIM=D, BLOCK_M=c.block_m, BLOCK_N=c.block_n,
-        DOT_PRECISION=precision, num_warps=c.num_warps, num_stages=c.num_stages)
+    _launch(_attn_bwd_dq, _attn_bwd_dq_scheduled, cfgs.schedule, triton.cdiv(T_Q, c.block_m), B * H,
+            (q, k, v, do, dq, lse2, delta,
+             *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
+             H, T_Q, T_K, scale, scale * LOG2_E),
+            dict(CAUSAL=causal, HEAD_DIM=D, BLOCK_M=c.block_m, BLOCK_N=c.block_n,
+                 DOT_PRECISION=precision, num_warps=c.num_warps, num_stages=c.num_stages))
     return dq, dk, dv
 
 
@@ -583,4 +835,4 @@ def attention(q, k, v, causal=True, scale=None):
 
 
 __all__ = ["attention", "flash_attention_forward", "flash_attention_backward", "pick_configs",
-           "AttentionConfigs", "TileConfig", "SUPPORTED_HEAD_DIMS"]
+           "AttentionConfigs", "TileConfig", "SUPPORTED_HEAD_DIMS", "SCHEDULES", "tuned_entry"]

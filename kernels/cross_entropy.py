@@ -21,12 +21,14 @@ Row offsets are int64: 16384 rows x 50257 logits is past 2^31.
 needed by another op's backward (writing into them in place silently corrupts that gradient).
 `linear_cross_entropy` owns its chunk of logits, so there the gradient overwrites the chunk.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from kernels.backend import eager_when_interpreting, use_triton
+from kernels.backend import use_triton
 
 REDUCTIONS = ("mean", "sum", "none")
 MAX_BLOCK_V = 4096
@@ -182,42 +184,63 @@ def _check_options(reduction, label_smoothing, z_loss):
         raise ValueError(f"z_loss must be >= 0, not {z_loss}")
 
 
-class _CrossEntropy(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits, targets, ignore_index, reduction, label_smoothing, z_loss):
-        v = logits.shape[-1]
-        x2 = _rows(logits, v)
-        t = targets.reshape(-1).contiguous()
-        if t.shape[0] != x2.shape[0]:
-            raise ValueError(f"targets hold {t.shape[0]} entries for {x2.shape[0]} rows of logits")
-        kept = (t != ignore_index).sum(dtype=torch.float32)
-        loss_rows = torch.empty(x2.shape[0], dtype=torch.float32, device=x2.device)
-        # A fresh buffer for the gradient: never written into `logits` (see the module docstring).
-        grad = torch.empty_like(x2) if ctx.needs_input_grad[0] else None
-        _launch(x2, grad, t, loss_rows, _grad_scale(kept, reduction), ignore_index,
-                label_smoothing, z_loss)
-        ctx.save_for_backward(grad)
-        ctx.reduction = reduction
-        ctx.logits_shape = logits.shape
-        return _reduce(loss_rows, kept, reduction, targets.shape, logits.dtype)
+# Registered as torch custom ops (see kernels/layernorm.py): one opaque node per op for
+# torch.compile, a fake implementation for the shapes, autograd through register_autograd.
+# The forward makes the gradient (scaled for an upstream gradient of 1) when asked; the backward
+# only multiplies it by the upstream gradient, so it needs no kernel of its own.
 
-    @staticmethod
-    def backward(ctx, grad_output):
-        (grad,) = ctx.saved_tensors
-        # The buffer is ours and used only here, so scale it in place (no second logits-sized
-        # allocation). "mean"/"sum": one scalar; "none": one factor per row. A second backward
-        # through the same graph (retain_graph) is refused by autograd's version check on the
-        # saved buffer rather than silently scaling it twice.
-        if ctx.reduction == "none":
-            grad.mul_(grad_output.reshape(-1, 1).to(grad.dtype))
-        else:
-            grad.mul_(grad_output.to(grad.dtype))
-        return grad.view(ctx.logits_shape), None, None, None, None, None
+@torch.library.custom_op("text2sql::cross_entropy_forward", mutates_args=())
+def cross_entropy_forward(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int,
+                          reduction: str, label_smoothing: float, z_loss: float,
+                          compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, grad): the reduced loss in the logits' dtype and d(loss)/d(logits) (an empty
+    placeholder unless compute_grad)."""
+    v = logits.shape[-1]
+    x2 = _rows(logits, v)
+    t = targets.reshape(-1).contiguous()
+    kept = (t != ignore_index).sum(dtype=torch.float32)
+    loss_rows = torch.empty(x2.shape[0], dtype=torch.float32, device=x2.device)
+    # A fresh buffer for the gradient: never written into `logits` (see the module docstring).
+    grad = (torch.empty(logits.shape, dtype=logits.dtype, device=logits.device) if compute_grad
+            else logits.new_empty(0))
+    _launch(x2, grad.view(x2.shape) if compute_grad else None, t, loss_rows,
+            _grad_scale(kept, reduction), ignore_index, label_smoothing, z_loss)
+    return _reduce(loss_rows, kept, reduction, targets.shape, logits.dtype), grad
 
 
-@eager_when_interpreting
-def _triton_cross_entropy(logits, targets, ignore_index, reduction, label_smoothing, z_loss):
-    return _CrossEntropy.apply(logits, targets, ignore_index, reduction, label_smoothing, z_loss)
+@cross_entropy_forward.register_fake
+def _(logits, targets, ignore_index, reduction, label_smoothing, z_loss, compute_grad):
+    loss = logits.new_empty(targets.shape if reduction == "none" else ())
+    return loss, logits.new_empty(logits.shape if compute_grad else (0,))
+
+
+def _cross_entropy_setup_context(ctx, inputs, output):
+    _, _, _, reduction, _, _, compute_grad = inputs
+    _, grad = output
+    if not compute_grad:
+        raise RuntimeError("cross_entropy_forward was called with compute_grad=False on inputs "
+                           "that need a gradient; call kernels.cross_entropy instead")
+    ctx.mark_non_differentiable(grad)
+    ctx.save_for_backward(grad)
+    ctx.reduction = reduction
+
+
+def _cross_entropy_backward(ctx, grad_output, _dgrad):
+    (grad,) = ctx.saved_tensors
+    # "none": one factor per row (targets may be shaped unlike logits' leading dims).
+    scale = grad_output.reshape(*grad.shape[:-1], 1) if ctx.reduction == "none" else grad_output
+    if torch.compiler.is_compiling():
+        # Traced: out of place (the compiler plans the buffers itself).
+        return grad * scale.to(grad.dtype), None, None, None, None, None, None
+    # Eager: the buffer is ours and used only here, so scale it in place (no second logits-sized
+    # allocation). A second backward
+    # through the same graph (retain_graph) is refused by autograd's version check on the
+    # saved buffer rather than silently scaling it twice.
+    return grad.mul_(scale.to(grad.dtype)), None, None, None, None, None, None
+
+
+cross_entropy_forward.register_autograd(_cross_entropy_backward,
+                                        setup_context=_cross_entropy_setup_context)
 
 
 def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0):
@@ -227,8 +250,12 @@ def cross_entropy(logits, targets, ignore_index=-100, reduction="mean", label_sm
     z-loss term z * logsumexp^2 per kept row; the loss has the logits' dtype."""
     _check_options(reduction, label_smoothing, z_loss)
     if use_triton(logits):
-        return _triton_cross_entropy(logits, targets, ignore_index, reduction, float(label_smoothing),
-                                     float(z_loss))
+        rows = math.prod(logits.shape[:-1])
+        if targets.numel() != rows:
+            raise ValueError(f"targets hold {targets.numel()} entries for {rows} rows of logits")
+        compute_grad = torch.is_grad_enabled() and logits.requires_grad
+        return cross_entropy_forward(logits, targets, int(ignore_index), reduction,
+                                     float(label_smoothing), float(z_loss), compute_grad)[0]
     x = logits.reshape(-1, logits.shape[-1])
     t = targets.reshape(-1)
     loss = F.cross_entropy(x.float(), t, ignore_index=ignore_index, reduction="none",
@@ -293,7 +320,7 @@ def _linear_ce_pass(x2, w, b, t, grad_scale, ignore_index, rows_per_chunk, loss_
     m, d = x2.shape
     v = w.shape[0]
     want_grad = want_dx or want_dw or want_db
-    dx = torch.empty_like(x2) if want_dx else None
+    dx = torch.empty((m, d), dtype=x2.dtype, device=x2.device) if want_dx else None
     dw = torch.zeros((v, d), dtype=torch.float32, device=x2.device) if want_dw else None
     db = torch.zeros(v, dtype=torch.float32, device=x2.device) if want_db else None
     for start in range(0, m, rows_per_chunk):
@@ -312,70 +339,146 @@ def _linear_ce_pass(x2, w, b, t, grad_scale, ignore_index, rows_per_chunk, loss_
     return dx, dw, db
 
 
-class _LinearCrossEntropy(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, targets, bias, ignore_index, reduction, rows_per_chunk):
-        d = x.shape[-1]
-        cdt = _compute_dtype(x)
-        x2 = _rows(x, d).to(cdt)
-        w = weight.to(cdt).contiguous()
-        b = bias.to(cdt) if bias is not None else None
-        t = targets.reshape(-1).contiguous()
-        m = x2.shape[0]
-        if t.shape[0] != m:
-            raise ValueError(f"targets hold {t.shape[0]} entries for {m} rows of x")
-        rows_per_chunk = rows_per_chunk or chunk_rows(m, d, w.shape[0])
-        kept = (t != ignore_index).sum(dtype=torch.float32)
-        loss_rows = torch.empty(m, dtype=torch.float32, device=x.device)
-        need = ctx.needs_input_grad
-        want_dx, want_dw, want_db = need[0], need[1], bias is not None and need[3]
-        ctx.meta = (x.shape, x.dtype, weight.dtype, None if bias is None else bias.dtype,
-                    ignore_index, reduction, rows_per_chunk)
-        with torch.autocast(x.device.type, enabled=False):
-            if reduction == "none" and (want_dx or want_dw or want_db):
-                # Per-row upstream gradients are unknown until backward and dW mixes all rows,
-                # so "none" computes only the loss now and sweeps again in backward.
-                _linear_ce_pass(x2, w, b, t, None, ignore_index, rows_per_chunk, loss_rows,
-                                False, False, False, False)
-                ctx.save_for_backward(x2, w, b, t)
-            else:
-                grads = _linear_ce_pass(x2, w, b, t, _grad_scale(kept, reduction), ignore_index,
-                                        rows_per_chunk, loss_rows, want_dx, want_dw, want_db, False)
-                ctx.save_for_backward(*grads)
-        return _reduce(loss_rows, kept, reduction, targets.shape, x.dtype)
+# Custom ops. The forward takes the caller's x, weight and bias (so their gradients come back in
+# their own dtypes, dW summed in fp32) and the dtype to compute in (autocast's, decided by the
+# caller: inside a custom op autocast does not apply).
+# "mean"/"sum": the forward sweep also makes dX (compute dtype), dW and db (fp32) for an upstream
+# gradient of 1; the backward scales them. "none": per-row upstream gradients are unknown until
+# backward and dW mixes all rows, so the forward makes only the loss and the backward op sweeps
+# again. Gradients not asked for come back as empty placeholders.
 
-    @staticmethod
-    def backward(ctx, grad_output):
-        x_shape, x_dtype, w_dtype, b_dtype, ignore_index, reduction, rows_per_chunk = ctx.meta
-        need = ctx.needs_input_grad
-        if reduction == "none":
-            x2, w, b, t = ctx.saved_tensors
-            scale = grad_output.reshape(-1).float().contiguous()
-            loss_rows = torch.empty(x2.shape[0], dtype=torch.float32, device=x2.device)
-            with torch.autocast(x2.device.type, enabled=False):
-                dx, dw, db = _linear_ce_pass(x2, w, b, t, scale, ignore_index, rows_per_chunk,
-                                             loss_rows, need[0], need[1], b is not None and need[3],
-                                             True)
-        else:
-            # The forward already made the gradients for an upstream gradient of 1: scale them
-            # (out of place: a second backward with retain_graph stays right).
-            dx, dw, db = ctx.saved_tensors
-            g = grad_output.float()
-            dx = dx * g.to(dx.dtype) if dx is not None else None
-            dw = dw * g if dw is not None else None
-            db = db * g if db is not None else None
-        dx = dx.view(x_shape).to(x_dtype) if dx is not None and need[0] else None
-        dw = dw.to(w_dtype) if dw is not None and need[1] else None
-        db = db.to(b_dtype) if db is not None and need[3] else None
-        return dx, dw, None, db, None, None, None
+def _linear_ce_inputs(x, weight, bias, targets, compute_dtype):
+    d = x.shape[-1]
+    x2 = _rows(x, d).to(compute_dtype)
+    w = weight.to(compute_dtype).contiguous()
+    b = bias.to(compute_dtype) if bias is not None else None
+    return x2, w, b, targets.reshape(-1).contiguous()
 
 
-@eager_when_interpreting
+def _linear_ce_grads(x, weight, bias, dx, dw, db):
+    """The pass's gradients in the ops' output layout (empty where not wanted)."""
+    # Separate placeholders: custom-op outputs may not alias each other.
+    return (dx.view(x.shape) if dx is not None else x.new_empty(0),
+            dw if dw is not None else weight.new_empty(0, dtype=torch.float32),
+            db if db is not None else weight.new_empty(0, dtype=torch.float32))
+
+
+@torch.library.custom_op("text2sql::linear_cross_entropy_forward", mutates_args=())
+def linear_cross_entropy_forward(
+        x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None,
+        ignore_index: int, reduction: str, rows_per_chunk: int, compute_dtype: torch.dtype,
+        want_dx: bool, want_dw: bool, want_db: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, dx, dw, db); rows_per_chunk 0 picks chunk_rows()."""
+    x2, w, b, t = _linear_ce_inputs(x, weight, bias, targets, compute_dtype)
+    m, d = x2.shape
+    rows_per_chunk = rows_per_chunk or chunk_rows(m, d, w.shape[0])
+    kept = (t != ignore_index).sum(dtype=torch.float32)
+    loss_rows = torch.empty(m, dtype=torch.float32, device=x.device)
+    want_db = want_db and bias is not None
+    if reduction == "none":
+        want_dx = want_dw = want_db = False  # the backward op makes them
+    with torch.autocast(x.device.type, enabled=False):
+        dx, dw, db = _linear_ce_pass(x2, w, b, t, _grad_scale(kept, reduction), ignore_index,
+                                     rows_per_chunk, loss_rows, want_dx, want_dw, want_db, False)
+    loss = _reduce(loss_rows, kept, reduction, targets.shape, x.dtype)
+    return (loss, *_linear_ce_grads(x, weight, bias, dx, dw, db))
+
+
+def _linear_ce_fake_grads(x, weight, bias, compute_dtype, want_dx, want_dw, want_db):
+    v, d = weight.shape
+    f32 = torch.float32
+    return (x.new_empty(x.shape if want_dx else (0,), dtype=compute_dtype if want_dx else x.dtype),
+            weight.new_empty((v, d) if want_dw else (0,), dtype=f32),
+            weight.new_empty((v,) if want_db and bias is not None else (0,), dtype=f32))
+
+
+@linear_cross_entropy_forward.register_fake
+def _(x, weight, targets, bias, ignore_index, reduction, rows_per_chunk, compute_dtype,
+      want_dx, want_dw, want_db):
+    loss = x.new_empty(targets.shape if reduction == "none" else ())
+    if reduction == "none":
+        want_dx = want_dw = want_db = False
+    return (loss, *_linear_ce_fake_grads(x, weight, bias, compute_dtype, want_dx, want_dw, want_db))
+
+
+@torch.library.custom_op("text2sql::linear_cross_entropy_backward", mutates_args=())
+def linear_cross_entropy_backward(
+        x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, bias: torch.Tensor | None,
+        grad_output: torch.Tensor, ignore_index: int, rows_per_chunk: int,
+        compute_dtype: torch.dtype, want_dx: bool, want_dw: bool, want_db: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dw, db) of sum(grad_output * loss) for reduction="none" (grad_output: targets' shape)."""
+    x2, w, b, t = _linear_ce_inputs(x, weight, bias, targets, compute_dtype)
+    m, d = x2.shape
+    rows_per_chunk = rows_per_chunk or chunk_rows(m, d, w.shape[0])
+    scale = grad_output.reshape(-1).float().contiguous()
+    loss_rows = torch.empty(m, dtype=torch.float32, device=x.device)
+    with torch.autocast(x.device.type, enabled=False):
+        dx, dw, db = _linear_ce_pass(x2, w, b, t, scale, ignore_index, rows_per_chunk, loss_rows,
+                                     want_dx, want_dw, want_db and bias is not None, True)
+    return _linear_ce_grads(x, weight, bias, dx, dw, db)
+
+
+@linear_cross_entropy_backward.register_fake
+def _(x, weight, targets, bias, grad_output, ignore_index, rows_per_chunk, compute_dtype,
+      want_dx, want_dw, want_db):
+    return _linear_ce_fake_grads(x, weight, bias, compute_dtype, want_dx, want_dw, want_db)
+
+
+def _linear_ce_setup_context(ctx, inputs, output):
+    (x, weight, targets, bias, ignore_index, reduction, rows_per_chunk, compute_dtype,
+     want_dx, want_dw, want_db) = inputs
+    _, dx, dw, db = output
+    ctx.mark_non_differentiable(dx, dw, db)
+    ctx.reduction = reduction
+    ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+    ctx.args = (ignore_index, rows_per_chunk, compute_dtype, want_dx, want_dw, want_db)
+    if reduction == "none":
+        ctx.save_for_backward(x, weight, targets, bias)
+    else:
+        ctx.save_for_backward(dx, dw, db)
+
+
+def _linear_ce_backward(ctx, grad_output, _ddx, _ddw, _ddb):
+    x_dtype, w_dtype, b_dtype = ctx.dtypes
+    if ctx.reduction == "none":
+        x, weight, targets, bias = ctx.saved_tensors
+        ignore_index, rows_per_chunk, compute_dtype, want_dx, want_dw, want_db = ctx.args
+        dx, dw, db = linear_cross_entropy_backward(x, weight, targets, bias, grad_output,
+                                                   ignore_index, rows_per_chunk, compute_dtype,
+                                                   want_dx, want_dw, want_db)
+    else:
+        # The forward already made the gradients for an upstream gradient of 1: scale them
+        # (out of place: a second backward with retain_graph stays right).
+        dx, dw, db = ctx.saved_tensors
+        g = grad_output.float()
+        dx, dw, db = dx * g.to(dx.dtype), dw * g, db * g
+    need = ctx.needs_input_grad
+    # Empty placeholders (a gradient the forward was told not to make) give None.
+    dx = dx.to(x_dtype) if need[0] and dx.numel() else None
+    dw = dw.to(w_dtype) if need[1] and dw.numel() else None
+    db = db.to(b_dtype) if b_dtype is not None and need[3] and db.numel() else None
+    return dx, dw, None, db, None, None, None, None, None, None, None
+
+
+linear_cross_entropy_forward.register_autograd(_linear_ce_backward,
+                                               setup_context=_linear_ce_setup_context)
+
+
 def _triton_linear_cross_entropy(x, weight, targets, bias=None, ignore_index=-100, reduction="mean",
                                  rows_per_chunk=None):
     """The Triton path with an explicit chunk size (tests use small chunks to cover the loop)."""
     _check_reduction(reduction)
-    return _LinearCrossEntropy.apply(x, weight, targets, bias, ignore_index, reduction, rows_per_chunk)
+    rows = math.prod(x.shape[:-1])
+    if targets.numel() != rows:
+        raise ValueError(f"targets hold {targets.numel()} entries for {rows} rows of x")
+    grad = torch.is_grad_enabled()
+    loss, _, _, _ = linear_cross_entropy_forward(
+        x, weight, targets, bias, int(ignore_index), reduction, int(rows_per_chunk or 0),
+        _compute_dtype(x), grad and x.requires_grad, grad and weight.requires_grad,
+        grad and bias is not None and bias.requires_grad)
+    return loss
 
 
 def linear_cross_entropy(x, weight, targets, bias=None, ignore_index=-100, reduction="mean"):

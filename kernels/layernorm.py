@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from kernels.backend import eager_when_interpreting, use_triton
+from kernels.backend import use_triton
 
 # Widest row the Triton path handles: a whole row lives in registers (one block of BLOCK_N columns).
 MAX_FUSED_WIDTH = 16384
@@ -216,95 +216,150 @@ def _rows(t: torch.Tensor, n: int) -> torch.Tensor:
     return t2 if t2.stride(-1) == 1 else t2.contiguous()
 
 
-class _FusedLayerNorm(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, residual, weight, bias, eps):
-        n = x.shape[-1]
-        x2 = _rows(x, n)
-        m = x2.shape[0]
-        has_res = residual is not None
-        r2 = _rows(residual, n) if has_res else x2
-        h_dtype = torch.promote_types(x.dtype, residual.dtype) if has_res else x.dtype
-        y = torch.empty((m, n), dtype=x.dtype, device=x.device)
-        h = torch.empty((m, n), dtype=h_dtype, device=x.device) if has_res else x2
-        mean = torch.empty(m, dtype=torch.float32, device=x.device)
-        rstd = torch.empty(m, dtype=torch.float32, device=x.device)
+# ------------------------------------------------------------------------------------------------
+# Registration as torch custom ops: one opaque node per kernel for torch.compile (no graph break,
+# no tracing into Triton), with a fake (meta) implementation that gives the output shapes, and
+# the backward its own op so a compiled backward graph also holds one node per kernel.
+# Custom-op outputs may not alias inputs, so without a residual the forward returns an empty
+# placeholder for h (h is then x itself, which setup_context saves from the inputs).
+# ------------------------------------------------------------------------------------------------
+
+@torch.library.custom_op("text2sql::layer_norm_forward", mutates_args=())
+def layer_norm_forward(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor | None,
+                       bias: torch.Tensor | None, eps: float
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y, h, mean, rstd): y = LayerNorm(h) with h = x + residual (h: an empty placeholder when
+    residual is None); mean and rstd are fp32 per row, shape x.shape[:-1]."""
+    n = x.shape[-1]
+    x2 = _rows(x, n)
+    m = x2.shape[0]
+    has_res = residual is not None
+    r2 = _rows(residual, n) if has_res else x2
+    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    h = (torch.empty(x.shape, dtype=torch.promote_types(x.dtype, residual.dtype), device=x.device)
+         if has_res else x.new_empty(0))
+    h2 = h.view(m, n) if has_res else x2  # the kernel's H pointer is only written with a residual
+    mean = torch.empty(x.shape[:-1], dtype=torch.float32, device=x.device)
+    rstd = torch.empty(x.shape[:-1], dtype=torch.float32, device=x.device)
+    block_n, num_warps = launch_config(n)
+    w = weight if weight is not None else x2  # placeholder pointer, never read
+    b = bias if bias is not None else x2
+    y2 = y.view(m, n)
+    if m > 0:
+        _layer_norm_fwd_kernel[(m,)](
+            x2, r2, w, b, y2, h2, mean, rstd,
+            x2.stride(0), r2.stride(0), y2.stride(0), h2.stride(0),
+            n, eps,
+            HAS_RESIDUAL=has_res, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
+            BLOCK_N=block_n, num_warps=num_warps,
+        )
+    return y, h, mean, rstd
+
+
+@layer_norm_forward.register_fake
+def _(x, residual, weight, bias, eps):
+    h = (x.new_empty(x.shape, dtype=torch.promote_types(x.dtype, residual.dtype))
+         if residual is not None else x.new_empty(0))
+    stats = x.new_empty(x.shape[:-1], dtype=torch.float32)
+    return x.new_empty(x.shape), h, stats, stats.new_empty(stats.shape)
+
+
+@torch.library.custom_op("text2sql::layer_norm_backward", mutates_args=())
+def layer_norm_backward(dy: torch.Tensor, dh_out: torch.Tensor | None, h: torch.Tensor,
+                        weight: torch.Tensor | None, mean: torch.Tensor, rstd: torch.Tensor,
+                        has_bias: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dh, dw, db) for the normalised input h: dh in h's dtype (dh_out, the gradient of the h
+    output, already added), dw and db as fp32 sums over rows (empty when there is no weight/bias)."""
+    n = h.shape[-1]
+    h2 = _rows(h, n)
+    m = h2.shape[0]
+    dy2 = _rows(dy, n)
+    has_dh_out = dh_out is not None
+    dh_out2 = _rows(dh_out, n) if has_dh_out else dy2
+    dh = torch.empty(h.shape, dtype=h.dtype, device=h.device)
+    dh2 = dh.view(m, n)
+    programs = backward_programs(m, n, h.device)
+    rows_per_program = triton.cdiv(max(m, 1), programs)
+    has_w = weight is not None
+    dw_partial = (torch.empty((programs, n), dtype=torch.float32, device=h.device) if has_w
+                  else mean.new_empty((1, 0)))
+    db_partial = (torch.empty((programs, n), dtype=torch.float32, device=h.device) if has_bias
+                  else mean.new_empty((1, 0)))
+    # Placeholder pointers for absent buffers, never touched (the HAS_* flags are constexpr).
+    dw_ptr = dw_partial if has_w else mean
+    db_ptr = db_partial if has_bias else mean
+    if m > 0 and n <= FUSED_BWD_MAX_WIDTH:
         block_n, num_warps = launch_config(n)
-        w = weight if weight is not None else x2  # placeholder pointer, never read
-        b = bias if bias is not None else x2
-        if m > 0:
-            _layer_norm_fwd_kernel[(m,)](
-                x2, r2, w, b, y, h, mean, rstd,
-                x2.stride(0), r2.stride(0), y.stride(0), h.stride(0),
-                n, eps,
-                HAS_RESIDUAL=has_res, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
-                BLOCK_N=block_n, num_warps=num_warps,
-            )
-        ctx.save_for_backward(h, weight, mean, rstd)
-        ctx.has_res = has_res
-        ctx.has_bias = bias is not None
-        ctx.bias_dtype = None if bias is None else bias.dtype
-        ctx.shapes = (x.shape, x.dtype, None if residual is None else residual.dtype)
-        y = y.view(x.shape)
-        if has_res:
-            return y, h.view(x.shape)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy, dh_out=None):
-        h, weight, mean, rstd = ctx.saved_tensors
-        x_shape, x_dtype, r_dtype = ctx.shapes
-        m, n = h.shape
-        dy2 = _rows(dy, n)
-        has_dh_out = ctx.has_res and dh_out is not None
-        dh_out2 = _rows(dh_out, n) if has_dh_out else dy2
-        dh = torch.empty((m, n), dtype=h.dtype, device=h.device)
-        programs = backward_programs(m, n, h.device)
-        rows_per_program = triton.cdiv(max(m, 1), programs)
-        has_w = weight is not None
-        dw_partial = torch.empty((programs, n), dtype=torch.float32, device=h.device) if has_w else mean
-        db_partial = (torch.empty((programs, n), dtype=torch.float32, device=h.device)
-                      if ctx.has_bias else mean)
-        if m > 0 and n <= FUSED_BWD_MAX_WIDTH:
-            block_n, num_warps = launch_config(n)
-            _layer_norm_bwd_kernel[(programs,)](
-                dy2, dh_out2, h, weight if has_w else h, mean, rstd, dh, dw_partial, db_partial,
-                dy2.stride(0), dh_out2.stride(0), h.stride(0), dh.stride(0),
+        _layer_norm_bwd_kernel[(programs,)](
+            dy2, dh_out2, h2, weight if has_w else h2, mean, rstd, dh2, dw_ptr, db_ptr,
+            dy2.stride(0), dh_out2.stride(0), h2.stride(0), dh2.stride(0),
+            m, n, rows_per_program,
+            HAS_DH_OUT=has_dh_out, HAS_WEIGHT=has_w, HAS_BIAS=has_bias,
+            BLOCK_N=block_n, num_warps=num_warps,
+        )
+    elif m > 0:
+        _layer_norm_bwd_dh_wide_kernel[(m,)](
+            dy2, dh_out2, h2, weight if has_w else h2, mean, rstd, dh2,
+            dy2.stride(0), dh_out2.stride(0), h2.stride(0), dh2.stride(0),
+            n,
+            HAS_DH_OUT=has_dh_out, HAS_WEIGHT=has_w, TILE_N=WIDE_TILE_N, num_warps=WIDE_NUM_WARPS,
+        )
+        if has_w or has_bias:
+            _layer_norm_bwd_dwdb_kernel[(programs, triton.cdiv(n, DWDB_BLOCK_N))](
+                dy2, h2, mean, rstd, dw_ptr, db_ptr,
+                dy2.stride(0), h2.stride(0),
                 m, n, rows_per_program,
-                HAS_DH_OUT=has_dh_out, HAS_WEIGHT=has_w, HAS_BIAS=ctx.has_bias,
-                BLOCK_N=block_n, num_warps=num_warps,
+                HAS_WEIGHT=has_w, HAS_BIAS=has_bias,
+                BLOCK_M=DWDB_BLOCK_M, BLOCK_N=DWDB_BLOCK_N, num_warps=DWDB_NUM_WARPS,
             )
-        elif m > 0:
-            _layer_norm_bwd_dh_wide_kernel[(m,)](
-                dy2, dh_out2, h, weight if has_w else h, mean, rstd, dh,
-                dy2.stride(0), dh_out2.stride(0), h.stride(0), dh.stride(0),
-                n,
-                HAS_DH_OUT=has_dh_out, HAS_WEIGHT=has_w, TILE_N=WIDE_TILE_N, num_warps=WIDE_NUM_WARPS,
-            )
-            if has_w or ctx.has_bias:
-                _layer_norm_bwd_dwdb_kernel[(programs, triton.cdiv(n, DWDB_BLOCK_N))](
-                    dy2, h, mean, rstd, dw_partial, db_partial,
-                    dy2.stride(0), h.stride(0),
-                    m, n, rows_per_program,
-                    HAS_WEIGHT=has_w, HAS_BIAS=ctx.has_bias,
-                    BLOCK_M=DWDB_BLOCK_M, BLOCK_N=DWDB_BLOCK_N, num_warps=DWDB_NUM_WARPS,
-                )
-        else:  # no rows: the sums over rows are zero
-            dw_partial.zero_()
-            db_partial.zero_()
-        dw = dw_partial.sum(0).to(weight.dtype) if has_w and ctx.needs_input_grad[2] else None
-        db = db_partial.sum(0).to(ctx.bias_dtype) if ctx.has_bias and ctx.needs_input_grad[3] else None
-        dx = dh.view(x_shape).to(x_dtype) if ctx.needs_input_grad[0] else None
-        dr = dh.view(x_shape).to(r_dtype) if ctx.has_res and ctx.needs_input_grad[1] else None
-        return dx, dr, dw, db, None
+    else:  # no rows: the sums over rows are zero
+        dw_partial.zero_()
+        db_partial.zero_()
+    return dh, dw_partial.sum(0), db_partial.sum(0)
 
 
-@eager_when_interpreting
-def _triton_layer_norm(x, weight, bias, eps, residual):
-    out = _FusedLayerNorm.apply(x, residual, weight, bias, eps)
+@layer_norm_backward.register_fake
+def _(dy, dh_out, h, weight, mean, rstd, has_bias):
+    n = h.shape[-1]
+    return (h.new_empty(h.shape), mean.new_empty(n if weight is not None else 0),
+            mean.new_empty(n if has_bias else 0))
+
+
+def _layer_norm_setup_context(ctx, inputs, output):
+    x, residual, weight, bias, eps = inputs
+    _, h, mean, rstd = output
+    # Without a residual the normalised input is x itself.
+    ctx.save_for_backward(h if residual is not None else x, weight, mean, rstd)
+    ctx.has_residual, ctx.has_bias = residual is not None, bias is not None
+    ctx.dtypes = (x.dtype, None if residual is None else residual.dtype,
+                  None if weight is None else weight.dtype, None if bias is None else bias.dtype)
+    ctx.mark_non_differentiable(mean, rstd)
     if residual is None:
-        return out
-    return out[0], out[1]
+        ctx.mark_non_differentiable(h)
+    # An unused output's gradient arrives as None instead of a tensor of zeros, so the last
+    # LayerNorm (whose h nobody reads) skips reading a zero dh_out.
+    ctx.set_materialize_grads(False)
+
+
+def _layer_norm_backward(ctx, dy, dh_out, _dmean, _drstd):
+    h, weight, mean, rstd = ctx.saved_tensors
+    x_dtype, r_dtype, w_dtype, b_dtype = ctx.dtypes
+    if not ctx.has_residual:
+        dh_out = None
+    if dy is None:
+        if dh_out is None:
+            return None, None, None, None, None
+        dy = torch.zeros_like(h)
+    dh, dw, db = layer_norm_backward(dy, dh_out, h, weight, mean, rstd, ctx.has_bias)
+    need = ctx.needs_input_grad
+    dx = dh.to(x_dtype) if need[0] else None
+    dr = dh.to(r_dtype) if ctx.has_residual and need[1] else None
+    dw = dw.to(w_dtype) if weight is not None and need[2] else None
+    db = db.to(b_dtype) if ctx.has_bias and need[3] else None
+    return dx, dr, dw, db, None
+
+
+layer_norm_forward.register_autograd(_layer_norm_backward, setup_context=_layer_norm_setup_context)
 
 
 def layer_norm(x, weight, bias, eps=1e-5, residual=None):
@@ -315,7 +370,8 @@ def layer_norm(x, weight, bias, eps=1e-5, residual=None):
     if use_triton(x) and x.shape[-1] <= MAX_FUSED_WIDTH:
         if residual is not None and residual.shape != x.shape:
             raise ValueError(f"residual shape {tuple(residual.shape)} must equal x's {tuple(x.shape)}")
-        return _triton_layer_norm(x, weight, bias, eps, residual)
+        y, h, _, _ = layer_norm_forward(x, residual, weight, bias, float(eps))
+        return y if residual is None else (y, h)
     h = x if residual is None else x + residual
     y = F.layer_norm(h, (h.shape[-1],), weight, bias, eps)
     return y if residual is None else (y, h)

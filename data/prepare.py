@@ -10,8 +10,9 @@ tokenized like the pretraining corpus). The tokenizer is saved next to the shard
 
 Adding a source (the plug-in API)
 ---------------------------------
-A source is a module in data/ whose name ends in `_source` or `_sources` (found automatically) that calls
-`register_source(Source(...))`:
+A source is a module that calls `register_source(Source(...))`; modules in data/ whose name ends in
+`_source` or `_sources` are found automatically (plain text). A package above data/ registers its own
+sources and runs this CLI from its own entry point (text2sql/prepare.py: `python -m text2sql.prepare`):
 
     from data.prepare import Source, register_source
 
@@ -29,7 +30,7 @@ segments: `[(prompt, False), (answer, True)]` learns only the answer tokens (the
 contain the source's `special_tokens` (the end token "<|endoftext|>" is always one); prepare appends
 the end token to every document (learned when the last segment is). A source may also yield its own
 objects with a `text` attribute (for tokenizer training) and a `tokenize(tokenizer) -> (ids, mask)`
-method, used as they are (data/text2sql_sources.py does: user text must never become a control token). Whoever already has token ids can
+method, used as they are (text2sql/prepare.py does: user text must never become a control token). Whoever already has token ids can
 skip all this and call `data.shards.write_dataset(out_dir, {"train": [(ids, mask), ...]}, ...)`
 directly; `tokenize_document` and `write_tokenized` below are the two steps prepare runs.
 """
@@ -46,7 +47,7 @@ from typing import Callable, Iterable, Sequence, Union
 
 from data.shards import DEFAULT_SHARD_TOKENS, write_dataset
 
-END_TOKEN = "<|endoftext|>"
+DOCUMENT_END_TOKEN = "<|endoftext|>"
 TOKENIZER_FILE = "tokenizer.tiktoken"
 Document = Union[str, Sequence[tuple[str, bool]]]
 
@@ -59,6 +60,15 @@ class Source:
     load: Callable[[argparse.Namespace], dict[str, Iterable[Document]]]
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     special_tokens: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass
+class Prepared:
+    """What a source's load() may return instead of a plain {split: documents} dict: the documents plus
+    facts about them to record in meta.json (e.g. the block size text-to-SQL examples were packed for,
+    which the trainer then takes as the model's context)."""
+    splits: dict[str, Iterable[Document]]
+    meta: dict = field(default_factory=dict)
 
 
 SOURCES: dict[str, Source] = {}
@@ -83,7 +93,7 @@ def discover_sources() -> dict[str, Source]:
 
 def tokenize_document(tokenizer, document: Document, end_id: int, allowed_special) -> tuple[list[int], list[int]]:
     """(ids, mask) of one document, the end token appended; mask 1 marks the tokens to learn."""
-    if hasattr(document, "tokenize"):  # a source's own document type (data/text2sql_sources.py): it
+    if hasattr(document, "tokenize"):  # a source's own document type (text2sql/prepare.py): it
         return document.tokenize(tokenizer)  # places its special tokens and end token itself
     segments = [(document, True)] if isinstance(document, str) else list(document)
     ids: list[int] = []
@@ -100,8 +110,8 @@ def tokenize_document(tokenizer, document: Document, end_id: int, allowed_specia
 def write_tokenized(out_dir, tokenizer, /, splits: dict[str, Iterable[Document]], special_tokens=(),
                     shard_tokens: int = DEFAULT_SHARD_TOKENS, progress: bool = True, **extra) -> dict:
     """Tokenize every split's documents and write the shards and meta.json; returns the metadata."""
-    end_id = tokenizer.special_tokens[END_TOKEN]
-    allowed = set(special_tokens) | {END_TOKEN}
+    end_id = tokenizer.special_tokens[DOCUMENT_END_TOKEN]
+    allowed = set(special_tokens) | {DOCUMENT_END_TOKEN}
 
     def encoded(split, documents):
         count, t0 = 0, time.time()
@@ -126,7 +136,7 @@ def build_tokenizer(kind: str, train_documents: list[Document], vocab_size: int,
     """The tokenizer named by --tokenizer: `train`, `gpt2` or the path of a saved tokenizer."""
     from gpt.tokenizer import Tokenizer
 
-    specials = [END_TOKEN] + [t for t in special_tokens if t != END_TOKEN]
+    specials = [DOCUMENT_END_TOKEN] + [t for t in special_tokens if t != DOCUMENT_END_TOKEN]
     if kind == "train":
         return Tokenizer.train((_document_text(d) for d in train_documents), vocab_size, specials)
     if kind == "gpt2":
@@ -149,7 +159,8 @@ def build_tokenizer(kind: str, train_documents: list[Document], vocab_size: int,
 def build_parser(sources: dict[str, Source]) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m data.prepare",
-        description="Build a tokenizer and token shards (for `python -m train`) from a data source.",
+        description="Build a tokenizer and token shards (for `python -m train`) from a data source. "
+                    "Text-to-SQL sources (synthetic, spider, ...): python -m text2sql.prepare",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--source", required=True, choices=sorted(sources),
                    help="; ".join(f"{s.name}: {s.help}" for s in sorted(sources.values(), key=lambda s: s.name)))
@@ -165,36 +176,59 @@ def build_parser(sources: dict[str, Source]) -> argparse.ArgumentParser:
     return p
 
 
+def run_prepare(source: Source, args: argparse.Namespace) -> dict:
+    """Load the source's documents, build the tokenizer, write the shards and meta.json; returns the
+    metadata. `args` holds this CLI's options and the source's own (see `prepare` for a typed call)."""
+    t0 = time.time()
+    loaded = source.load(args)
+    splits, facts = (loaded.splits, loaded.meta) if isinstance(loaded, Prepared) else (loaded, {})
+    splits = {name: list(docs) for name, docs in splits.items()}
+    if not splits.get("train"):
+        raise ValueError(f"source {source.name!r} produced no training documents")
+    counts = ", ".join(f"{k}: {len(v)}" for k, v in splits.items())
+    print(f"[prepare] {source.name}: {counts} documents ({time.time() - t0:.1f}s)", file=sys.stderr)
+    if args.tokenizer == "train" and args.vocab_size < 256 + 1 + len(source.special_tokens):
+        raise ValueError(f"--vocab-size {args.vocab_size} is too small: it needs 256 byte tokens "
+                         f"plus the special tokens")
+    t0 = time.time()
+    tok = build_tokenizer(args.tokenizer, splits["train"], args.vocab_size, source.special_tokens, args.gpt2_dir)
+    print(f"[prepare] tokenizer ({args.tokenizer}): {tok.n_vocab} ids ({time.time() - t0:.1f}s)", file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save(str(out / TOKENIZER_FILE))
+    t0 = time.time()
+    meta = write_tokenized(out, tok, splits, source.special_tokens, args.shard_tokens,
+                           **{"tokenizer": TOKENIZER_FILE, "source": source.name, **facts})
+    sizes = ", ".join(f"{k}: {sum(s['n_tokens'] for s in v):,} tokens" for k, v in meta["splits"].items())
+    print(f"[prepare] wrote {out} ({sizes}; {time.time() - t0:.1f}s)", file=sys.stderr)
+    return meta
+
+
+def prepare(source: str, out: str | Path, **options) -> dict:
+    """The typed form of the command line: prepare("text", "data/processed/x", input=[...], vocab_size=2048).
+    Options are the CLI's long names with '_' for '-'; any left out take the CLI's defaults; an unknown
+    one is a ValueError."""
+    sources = discover_sources()
+    if source not in sources:
+        raise ValueError(f"unknown data source {source!r}; registered: {', '.join(sorted(sources))}")
+    parser = build_parser(sources)
+    args = parser.parse_args(["--source", source, "--out", str(out)])
+    unknown = sorted(set(options) - set(vars(args)))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for data.prepare --source {source}")
+    for key, value in options.items():
+        setattr(args, key, value)
+    return run_prepare(sources[source], args)
+
+
 def main(argv=None) -> int:
     sources = discover_sources()
     args = build_parser(sources).parse_args(argv)
     try:
-        source = sources[args.source]
-        t0 = time.time()
-        splits = {name: list(docs) for name, docs in source.load(args).items()}
-        if not splits.get("train"):
-            raise ValueError(f"source {source.name!r} produced no training documents")
-        counts = ", ".join(f"{k}: {len(v)}" for k, v in splits.items())
-        print(f"[prepare] {source.name}: {counts} documents ({time.time() - t0:.1f}s)", file=sys.stderr)
-        if args.tokenizer == "train" and args.vocab_size < 256 + 1 + len(source.special_tokens):
-            raise ValueError(f"--vocab-size {args.vocab_size} is too small: it needs 256 byte tokens "
-                             f"plus the special tokens")
-        t0 = time.time()
-        tok = build_tokenizer(args.tokenizer, splits["train"], args.vocab_size, source.special_tokens,
-                              args.gpt2_dir)
-        print(f"[prepare] tokenizer ({args.tokenizer}): {tok.n_vocab} ids ({time.time() - t0:.1f}s)",
-              file=sys.stderr)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        tok.save(str(out / TOKENIZER_FILE))
-        t0 = time.time()
-        meta = write_tokenized(out, tok, splits, source.special_tokens, args.shard_tokens,
-                               tokenizer=TOKENIZER_FILE, source=source.name)
+        run_prepare(sources[args.source], args)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    sizes = ", ".join(f"{k}: {sum(s['n_tokens'] for s in v):,} tokens" for k, v in meta["splits"].items())
-    print(f"[prepare] wrote {out} ({sizes}; {time.time() - t0:.1f}s)", file=sys.stderr)
     return 0
 
 

@@ -26,13 +26,13 @@ pretraining); the end token between them tells the model a new one starts.
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+
+from gpt.atomic_write import atomic_write
 
 FORMAT = "text2sql-gpt-shards"
 VERSION = 1
@@ -48,13 +48,8 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Write to a temporary name, then rename: a reader never sees a half-written shard."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """A reader never sees a half-written shard (gpt/atomic_write.py)."""
+    atomic_write(path, lambda f: np.save(f, array))
 
 
 class ShardWriter:
@@ -127,10 +122,7 @@ def write_meta(out_dir, vocab_size: int, eos_id: int, splits: dict[str, list[dic
     """Write <out_dir>/meta.json describing the shards; `extra` (tokenizer file, source, ...) is kept."""
     meta = {"format": FORMAT, "version": VERSION, "dtype": token_dtype(vocab_size).name,
             "vocab_size": int(vocab_size), "eos_id": int(eos_id), "splits": splits, **extra}
-    path = Path(out_dir) / "meta.json"
-    tmp = path.with_name(".meta.json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(Path(out_dir) / "meta.json", json.dumps(meta, indent=2) + "\n")
     return meta
 
 

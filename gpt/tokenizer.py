@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import AbstractSet, Literal
 
 from gpt import _bpe
+from gpt.atomic_write import atomic_write
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 ENDOFTEXT = "<|endoftext|>"
@@ -208,8 +209,8 @@ class Tokenizer:
         meta = {"format": FILE_FORMAT, "name": self.name, "pattern": self.pattern,
                 "special_tokens": self.special_tokens, "n_ranks": len(self.mergeable_ranks),
                 "sha256": hashlib.sha256(body).hexdigest()}
-        _atomic_write(path, body)
-        _atomic_write(Path(str(path) + ".json"), (json.dumps(meta, indent=1, ensure_ascii=False) + "\n").encode())
+        atomic_write(path, body)
+        atomic_write(Path(str(path) + ".json"), (json.dumps(meta, indent=1, ensure_ascii=False) + "\n").encode())
 
     # ------------------------------------------------------------------ encoding
 
@@ -337,13 +338,6 @@ def _read_json(path: Path):
         raise ValueError(f"{path}: not UTF-8 text") from None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------- command line

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from data import prepare
-from data.text2sql_sources import load_examples
-from gpt.prompt import END_TOKEN, fit_and_encode_prompt, special_token_ids
-from train import evaluate
+from text2sql import prepare
+from text2sql.prepare import load_examples
+from text2sql.prompt import SQL_END_TOKEN, fit_and_encode_prompt, special_token_ids
+from text2sql import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ class OracleModel(torch.nn.Module):
 def test_oracle_scores_exactly(prepared):
     out, tok = prepared
     examples, meta = load_examples(out, "val")
-    end = special_token_ids(tok)[END_TOKEN]
+    end = special_token_ids(tok)[SQL_END_TOKEN]
     answers, expected = {}, []
     for i, e in enumerate(examples):
         prompt = tuple(fit_and_encode_prompt(tok, e.schema, e.question, 128, meta["max_sql_tokens"]))

@@ -1,22 +1,22 @@
-"""The main job (python -m train.text2sql_demo) on a tiny budget: it prepares synthetic data, trains,
+"""The main job (python -m text2sql.demo) on a tiny budget: it prepares synthetic data, trains,
 evaluates on the held-out test databases and prints examples with generated SQL and result rows; the
 report it writes has the metrics. (Accuracy is not asserted here: a 15-step model is not meant to be
 accurate. The real run's numbers are in the README.)"""
 import json
 import time
 
-from train import text2sql_demo
+from text2sql import demo
 
 
 def test_main_job_tiny_budget(tmp_path, capsys):
     data, run = tmp_path / "data", tmp_path / "run"
     args = ["--data", str(data), "--out", str(run), "--databases", "10", "--train-per-db", "24",
             "--eval-per-db", "6", "--vocab-size", "400", "--block-size", "128", "--questions-per-schema", "4",
-            "--seconds", "30", "--max-steps", "12", "--eval-limit", "6", "--show", "2", "--no-progress",
+            "--max-steps", "12", "--eval-limit", "6", "--show", "2", "--no-progress",
             "--set", "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "train.batch_size=4",
             "train.eval_iters=1", "train.warmup_steps=2", "train.log_interval=4"]
     t0 = time.time()
-    assert text2sql_demo.main(args) == 0
+    assert demo.main(args) == 0
     assert time.time() - t0 < 120
     out = capsys.readouterr().out
     assert out.count("generated: ") == 2 and "exec acc" in out and "execution accuracy" in out
@@ -27,6 +27,6 @@ def test_main_job_tiny_budget(tmp_path, capsys):
     # a second run reuses the prepared data and starts training afresh
     args[args.index("--max-steps") + 1] = "2"
     args[args.index("--eval-limit") + 1] = "1"
-    assert text2sql_demo.main(args) == 0
+    assert demo.main(args) == 0
     assert "reusing" in capsys.readouterr().err
     assert len(list((run / "checkpoints").glob("ckpt_*.pt"))) == 1

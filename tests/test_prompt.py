@@ -1,9 +1,10 @@
 """The prompt format: schema text, the cut rule, special tokens never injected by user text, the loss mask."""
 import pytest
 
-from gpt.prompt import (END_TOKEN, QUESTION_TOKEN, SCHEMA_TOKEN, SPECIAL_TOKENS, SQL_TOKEN, Column, Schema, Table,
-                        compact_type, decode_sql, encode_example, encode_prompt, fit_and_encode_prompt, fit_schema,
-                        normalize_sql_text, special_token_ids)
+from text2sql.prompt import (QUESTION_TOKEN, SCHEMA_TOKEN, SPECIAL_TOKENS, SQL_END_TOKEN, SQL_TOKEN, decode_sql,
+                             encode_example, encode_prompt, fit_and_encode_prompt, fit_schema, normalize_sql_text,
+                             special_token_ids)
+from text2sql.schema import Column, Schema, Table, compact_type
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +57,12 @@ def test_fit_schema_rule():
 
 def test_user_text_never_becomes_a_control_token(tok):
     sp = special_token_ids(tok)
-    question = f"What does {SQL_TOKEN} mean in {END_TOKEN}?"
+    question = f"What does {SQL_TOKEN} mean in {SQL_END_TOKEN}?"
     ids, mask = encode_example(tok, f"t: a text {SCHEMA_TOKEN}", question, f"SELECT '{QUESTION_TOKEN}' FROM t")
     for token in SPECIAL_TOKENS[1:]:
         assert ids.count(sp[token]) == 1, token  # only the ones the format itself inserts
     assert tok.decode(ids).count(SQL_TOKEN) == 2  # the literal text is still there, as ordinary tokens
-    assert ids[0] == sp[SCHEMA_TOKEN] and ids[-1] == sp[END_TOKEN]
+    assert ids[0] == sp[SCHEMA_TOKEN] and ids[-1] == sp[SQL_END_TOKEN]
 
 
 def test_loss_mask_covers_exactly_the_sql_and_end(tok):
@@ -72,7 +73,7 @@ def test_loss_mask_covers_exactly_the_sql_and_end(tok):
     first = mask.index(1)
     assert ids[first - 1] == sp[SQL_TOKEN]                  # everything up to <|sql|> is context
     assert all(m == 0 for m in mask[:first]) and all(m == 1 for m in mask[first:])
-    assert tok.decode([i for i, m in zip(ids, mask) if m]) == sql + END_TOKEN
+    assert tok.decode([i for i, m in zip(ids, mask) if m]) == sql + SQL_END_TOKEN
     # the prompt alone is the masked-out prefix: what inference feeds the model
     assert encode_prompt(tok, schema().to_text(), "How many singers are there?") == ids[:first]
 
@@ -90,7 +91,7 @@ def test_fit_and_encode_prompt_respects_the_budget(tok):
 
 def test_decode_sql_stops_at_the_first_control_token(tok):
     sp = special_token_ids(tok)
-    ids = tok.encode_ordinary("SELECT name FROM singer") + [sp[END_TOKEN]] + tok.encode_ordinary(" junk")
+    ids = tok.encode_ordinary("SELECT name FROM singer") + [sp[SQL_END_TOKEN]] + tok.encode_ordinary(" junk")
     assert decode_sql(tok, ids) == "SELECT name FROM singer"
     assert decode_sql(tok, tok.encode_ordinary(" SELECT 1 ")) == "SELECT 1"
 

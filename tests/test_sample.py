@@ -1,5 +1,6 @@
-"""gpt/sample.py: the CLI end to end on a freshly trained tiny model (text and --db modes), streaming
-equals a plain decode, stop tokens, determinism by seed, one-line errors."""
+"""train/sample.py (plain text) and text2sql/ask.py (a question to a database): the CLIs end to end on a
+freshly trained tiny model, streaming equals a plain decode, stop tokens, determinism by seed, one-line
+errors."""
 import random
 import sqlite3
 import subprocess
@@ -10,10 +11,10 @@ import pytest
 import torch
 
 from data.prepare import write_tokenized
-from gpt.model import GPT
-from gpt.prompt import SPECIAL_TOKENS
-from gpt.sample import generate_ids, load_checkpoint_file, load_model, stream_decoder
+from gpt.generate import generate_ids
 from gpt.tokenizer import Tokenizer
+from text2sql.prompt import SPECIAL_TOKENS
+from train.checkpoint import load_checkpoint, load_model
 from train.config import load_config
 from train.loop import run
 
@@ -38,9 +39,13 @@ def run_dir(tmp_path_factory):
     return d / "run"
 
 
-def sample_cli(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "gpt.sample", *args], cwd=ROOT, capture_output=True,
+def cli(module, *args, stdin=None):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True,
                           text=True, input=stdin, timeout=120)
+
+
+def sample_cli(*args, stdin=None):
+    return cli("train.sample", *args, stdin=stdin)
 
 
 def test_cli_streams_a_continuation_and_is_deterministic_by_seed(run_dir):
@@ -55,32 +60,50 @@ def test_cli_streams_a_continuation_and_is_deterministic_by_seed(run_dir):
 
 
 def test_streaming_decode_equals_full_decode_and_stop_tokens(run_dir):
-    state, _ = load_checkpoint_file(run_dir)
+    state = load_checkpoint(run_dir)
     tok = Tokenizer.load(state["tokenizer"])
     model = load_model(state, torch.device("cpu"))
     prompt = tok.encode("Étude the city")
-    streamed, decoder = [], stream_decoder(tok)
-    ids = generate_ids(model, prompt, 40, 1.0, None, None, set(), 0, torch.device("cpu"),
+    streamed, decoder = [], tok.stream_decoder()
+    ids = generate_ids(model, prompt, 40, 1.0, None, None, set(), 0,
                        on_token=lambda t: streamed.append(decoder.feed(t)))
     assert len(ids) == 40
     assert "".join(streamed) + decoder.flush() == tok.decode(ids)
-    greedy = generate_ids(model, prompt, 10, 0.0, None, None, set(), 0, torch.device("cpu"))
+    greedy = generate_ids(model, prompt, 10, 0.0, None, None, set(), 0)
     # a stop token ends generation and is not returned
     k = next(i for i, t in enumerate(greedy) if t not in greedy[:i] and i > 0) if len(set(greedy)) > 1 else 0
-    stopped = generate_ids(model, prompt, 10, 0.0, None, None, {greedy[k]}, 0, torch.device("cpu"))
+    stopped = generate_ids(model, prompt, 10, 0.0, None, None, {greedy[k]}, 0)
     assert stopped == greedy[:k]
 
 
-def test_db_mode_writes_sql_and_runs_it(run_dir, tmp_path):
+def test_ask_writes_sql_and_runs_it(run_dir, tmp_path):
     db = tmp_path / "shop.sqlite"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE city (id INTEGER PRIMARY KEY, name TEXT, people INT)")
         conn.execute("INSERT INTO city VALUES (1, 'Oslo', 700000)")
-    res = sample_cli("--checkpoint", str(run_dir), "--db", str(db), "--prompt", "how many people",
-                     "--max-new-tokens", "12", "--temperature", "0")
+    args = ["--checkpoint", str(run_dir), "--db", str(db), "how many people", "--max-new-tokens", "12"]
+    res, again = cli("text2sql.ask", *args), cli("text2sql.ask", *args)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0].startswith("SQL:") and len(lines) >= 2  # the SQL, then its rows or the SQLite error
+    assert res.stdout == again.stdout  # greedy: the same SQL every time
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--db", "/nonexistent.sqlite", "how many"], "does not exist"),
+    (["--db", "README.md", "how many"], "not a readable SQLite database"),
+    (["--db", "DB", ""], "question is empty"),
+])
+def test_ask_user_errors_are_one_line(run_dir, tmp_path, capsys, monkeypatch, args, message):
+    from text2sql.ask import main
+
+    db = tmp_path / "one.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (a INT)")
+    monkeypatch.chdir(ROOT)
+    rc = main(["--checkpoint", str(run_dir), *[str(db) if a == "DB" else a for a in args]])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.strip().splitlines()[-1].startswith("error:"), err
 
 
 def test_bad_checkpoint_is_a_one_line_error_without_traceback():
@@ -98,7 +121,7 @@ def test_bad_checkpoint_is_a_one_line_error_without_traceback():
     (["--prompt", ""], "prompt is empty"),
 ])
 def test_user_errors_are_one_line(run_dir, capsys, monkeypatch, args, message):
-    from gpt.sample import main
+    from train.sample import main
 
     monkeypatch.chdir(ROOT)
     if "--checkpoint" not in args:

@@ -1,5 +1,5 @@
 """Sources on small local fixtures: Spider format, WikiSQL, custom JSONL, Hugging Face (offline, local
-files), the shared Spider folder when present, and `python -m data.prepare` with a text-to-SQL source
+files), the shared Spider folder when present, and `python -m text2sql.prepare` with a text-to-SQL source
 (packing: no example crosses a training window; the loss mask; the evaluation files)."""
 import json
 import sqlite3
@@ -7,11 +7,12 @@ import sqlite3
 import numpy as np
 import pytest
 
-from data.sources import RecordErrors
-from data.sources.jsonl import load_jsonl, schema_from_ddl, split_by_database
-from data.sources.spider import SpiderFolder
-from data.sources.wikisql import column_names, load_wikisql, to_sql
-from data.sql_exec import execute_sql
+from text2sql.sources import RecordErrors
+from text2sql.schema import schema_from_ddl
+from text2sql.sources.jsonl import load_jsonl, split_by_database
+from text2sql.sources.spider import SpiderFolder
+from text2sql.sources.wikisql import column_names, load_wikisql, to_sql
+from text2sql.sql_exec import execute_sql
 from tests.conftest import shared_path
 
 
@@ -163,7 +164,7 @@ def test_custom_jsonl(tmp_path):
 
 
 def test_split_by_database_keeps_databases_whole():
-    from data.sources import Example
+    from text2sql.sources import Example
 
     ex = [Example(f"db{i % 7}", f"q{i}", "SELECT 1", "t: a") for i in range(70)]
     train, val = split_by_database(ex, 0.3, seed=2)
@@ -174,7 +175,7 @@ def test_split_by_database_keeps_databases_whole():
 
 def test_huggingface_formats_offline(tmp_path, spider_dir):
     datasets = pytest.importorskip("datasets")  # noqa: F841
-    from data.sources.huggingface import load_hf
+    from text2sql.sources.huggingface import load_hf
 
     # WikiSQL as the hub stores it (conds as a dict of lists, the table inline)
     hub = []
@@ -212,9 +213,9 @@ def test_huggingface_formats_offline(tmp_path, spider_dir):
 
 
 def test_prepare_synthetic_packs_whole_examples(tmp_path, capsys):
-    from data import prepare
-    from data.text2sql_sources import load_examples
-    from gpt.prompt import END_TOKEN, SCHEMA_TOKEN, SQL_TOKEN
+    from text2sql import prepare
+    from text2sql.prepare import load_examples
+    from text2sql.prompt import SCHEMA_TOKEN, SQL_END_TOKEN, SQL_TOKEN
     from gpt.tokenizer import Tokenizer
 
     out = tmp_path / "prepared"
@@ -237,7 +238,7 @@ def test_prepare_synthetic_packs_whole_examples(tmp_path, capsys):
         assert learned[0] == 0 or w == 0  # no window starts in the middle of an SQL answer
     # the learned tokens are exactly SQL answers, each closed by <|end|>
     learned_text = tok.decode(ids[mask == 1].tolist())
-    assert learned_text.count(END_TOKEN) == int((ids == sp[END_TOKEN]).sum())
+    assert learned_text.count(SQL_END_TOKEN) == int((ids == sp[SQL_END_TOKEN]).sum())
     assert learned_text.startswith("SELECT")
     examples, info = load_examples(out, "test")
     assert info["block_size"] == block and len(examples) == 5 and all(e.db_path for e in examples)
@@ -245,7 +246,7 @@ def test_prepare_synthetic_packs_whole_examples(tmp_path, capsys):
 
 
 def test_prepare_reports_user_mistakes(tmp_path, capsys):
-    from data import prepare
+    from text2sql import prepare
 
     assert prepare.main(["--source", "spider", "--out", str(tmp_path / "o"), "--spider-dir", str(tmp_path / "no")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -258,8 +259,8 @@ def test_prepare_reports_user_mistakes(tmp_path, capsys):
 
 
 def test_prepare_sqltext_unlabeled_corpus(tmp_path, spider_dir):
-    from data import prepare
-    from gpt.prompt import SQL_TOKEN
+    from text2sql import prepare
+    from text2sql.prompt import SQL_TOKEN
     from gpt.tokenizer import Tokenizer
 
     corpus = tmp_path / "corpus"

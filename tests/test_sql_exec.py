@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from data.sql_exec import ExecResult, execute_sql, execute_sql_or_raise, format_rows, open_readonly, read_schema
+from text2sql.schema import read_schema
+from text2sql.sql_exec import ExecResult, execute_sql, execute_sql_or_raise, format_rows, open_readonly
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from data.sql_metrics import (exact_match, format_table, has_order_by, normalize_sql, results_match,
+from text2sql.metrics import (exact_match, format_table, has_order_by, normalize_sql, results_match,
                               score_example, sql_shape, summarize)
 
 

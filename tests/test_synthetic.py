@@ -7,8 +7,9 @@ from collections import Counter
 import pytest
 import sqlglot
 
-from data import synthetic
-from data.sql_exec import execute_sql, read_schema
+from text2sql import synthetic
+from text2sql.schema import read_schema
+from text2sql.sql_exec import execute_sql
 
 
 @pytest.fixture(scope="module")

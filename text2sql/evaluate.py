@@ -1,11 +1,11 @@
-"""`python -m train.evaluate`: execution accuracy of a checkpoint on a prepared text-to-SQL split.
+"""`python -m text2sql.evaluate`: execution accuracy of a checkpoint on a prepared text-to-SQL split.
 
-    python -m train.evaluate --checkpoint runs/text2sql --data data/processed/text2sql --split test
+    python -m text2sql.evaluate --checkpoint runs/text2sql --data data/processed/text2sql --split test
 
-For every example of the split (written by `python -m data.prepare --source synthetic|spider|...`), the
-prompt is built exactly as in training (gpt/prompt.py, same schema cut), the model writes SQL greedily
+For every example of the split (written by `python -m text2sql.prepare --source synthetic|spider|...`), the
+prompt is built exactly as in training (text2sql/prompt.py, same schema cut), the model writes SQL greedily
 (temperature 0 by default) until <|end|>, and both the predicted and the gold SQL run read-only on the
-example's database (data/sql_exec.py). Reported (data/sql_metrics.py): execution accuracy, exact match
+example's database (text2sql/sql_exec.py). Reported (text2sql/metrics.py): execution accuracy, exact match
 after sqlglot normalisation, valid-SQL rate, and all three per SQL shape. A JSON report (summary and
 every example) is written to --out (default: <checkpoint run folder>/eval_<split>.json), the table is
 printed, and --show N examples are printed with their generated SQL and result rows.
@@ -21,7 +21,9 @@ from pathlib import Path
 
 import torch
 
-from gpt.prompt import decode_sql, fit_and_encode_prompt, special_token_ids
+from gpt.device import DEVICE_CHOICES, pick_device
+from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS, decode_sql, fit_and_encode_prompt, special_token_ids
+from train.checkpoint import load_checkpoint, load_for_inference
 
 
 @torch.no_grad()
@@ -55,23 +57,10 @@ def generate_sql_batch(model, tokenizer, prompts: list[list[int]], max_new_token
     return out
 
 
-def load_for_eval(checkpoint: str, tokenizer_path: str | None, data_dir: Path, device):
-    """(model, tokenizer, state) of a checkpoint; the tokenizer falls back to the data folder's."""
-    from gpt.sample import load_checkpoint_file, load_model, load_tokenizer
-
-    state, path = load_checkpoint_file(checkpoint)
-    tok_path = tokenizer_path or state.get("tokenizer")
-    if not tok_path or not Path(tok_path).is_file():  # moved run: use the data folder's tokenizer
-        from data.shards import read_meta
-
-        tok_path = data_dir / read_meta(data_dir).get("tokenizer", "")
-    return load_model(state, device), load_tokenizer(tok_path), state, path
-
-
 def evaluate(model, tokenizer, examples, block_size: int, max_sql_tokens: int, max_new_tokens: int = 128,
              temperature: float = 0.0, batch_size: int = 32, timeout_s: float = 2.0, progress: bool = True) -> dict:
     """Generate SQL for each example and score it; returns {"summary": ..., "examples": [...]}."""
-    from data.sql_metrics import score_example, summarize
+    from text2sql.metrics import score_example, summarize
 
     runnable = [e for e in examples if e.db_path]
     prompts = [fit_and_encode_prompt(tokenizer, e.schema, e.question, block_size, max_sql_tokens) for e in runnable]
@@ -98,7 +87,7 @@ def evaluate(model, tokenizer, examples, block_size: int, max_sql_tokens: int, m
 
 def show_examples(report: dict, n: int, file=None) -> None:
     """Print n examples (spread over the split) with the generated SQL and its result rows."""
-    from data.sql_exec import format_rows
+    from text2sql.sql_exec import format_rows
 
     file = file or sys.stdout
     records, scored = report["examples"], report["_scored"]
@@ -114,11 +103,19 @@ def show_examples(report: dict, n: int, file=None) -> None:
         print("  " + format_rows(s.pred_result, limit=5).replace("\n", "\n  "), file=file)
 
 
+def _data_tokenizer(checkpoint, data_dir: Path, meta: dict) -> Path | None:
+    """The data folder's tokenizer when the checkpoint's recorded one no longer exists (a moved run)."""
+    recorded = load_checkpoint(checkpoint).get("tokenizer")
+    if recorded and Path(recorded).is_file():
+        return None
+    return data_dir / meta["tokenizer"] if meta.get("tokenizer") else None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m text2sql.evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a ckpt_*.pt file or a run folder (its newest checkpoint)")
-    p.add_argument("--data", required=True, help="a folder prepared by a text-to-SQL source of data.prepare")
+    p.add_argument("--data", required=True, help="a folder prepared by python -m text2sql.prepare")
     p.add_argument("--split", default="test", help="split to evaluate (test, val, ...)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N examples (0: all)")
     p.add_argument("--out", default=None, help="JSON report path (default: <run>/eval_<split>.json)")
@@ -128,51 +125,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--timeout", type=float, default=2.0, help="seconds allowed per query")
     p.add_argument("--tokenizer", default=None, help="tokenizer file (default: the checkpoint's)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        from data.text2sql_sources import load_examples
+def evaluate_checkpoint(checkpoint, data_dir, split: str = "test", *, limit: int = 0, out=None, show: int = 5,
+                        temperature: float = 0.0, max_new_tokens: int = 128, batch_size: int = 32,
+                        timeout_s: float = 2.0, tokenizer=None, device: str = "auto", progress: bool = True) -> dict:
+    """Evaluate a checkpoint on a prepared split: print examples and the table, write the JSON report
+    (default <run>/eval_<split>.json), and return it. ValueError for a user mistake (paths, splits)."""
+    from text2sql.metrics import format_table
+    from text2sql.prepare import load_examples
 
-        if args.threads > 0:
-            torch.set_num_threads(args.threads)
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("--device cuda but torch sees no CUDA GPU")
-        device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                              else "cpu")
-        data_dir = Path(args.data)
-        examples, meta = load_examples(data_dir, args.split)
-        if args.limit > 0:
-            examples = examples[: args.limit]
-        model, tok, state, ckpt_path = load_for_eval(args.checkpoint, args.tokenizer, data_dir, device)
-        special_token_ids(tok)  # a clear error if the checkpoint's tokenizer lacks the prompt tokens
-        block = min(model.config.block_size, int(meta.get("block_size", model.config.block_size)))
-        t0 = time.time()
-        report = evaluate(model, tok, examples, block, int(meta.get("max_sql_tokens", 96)), args.max_new_tokens,
-                          args.temperature, args.batch_size, args.timeout, progress=not args.no_progress)
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from data.sql_metrics import format_table
-
+    data_dir = Path(data_dir)
+    examples, meta = load_examples(data_dir, split)
+    if limit > 0:
+        examples = examples[:limit]
+    # the tokenizer falls back to the data folder's when the run was moved
+    model, tok, state, ckpt_path = load_for_inference(checkpoint, pick_device(device),
+                                                      tokenizer or _data_tokenizer(checkpoint, data_dir, meta))
+    special_token_ids(tok)  # a clear error if the checkpoint's tokenizer lacks the prompt tokens
+    # the prompt is cut as in training: the checkpoint's block size and the SQL budget it was trained with
+    trained_on = state.get("data_meta", {})
+    max_sql = int(trained_on.get("max_sql_tokens", meta.get("max_sql_tokens", DEFAULT_MAX_SQL_TOKENS)))
+    t0 = time.time()
+    report = evaluate(model, tok, examples, model.config.block_size, max_sql, max_new_tokens, temperature,
+                      batch_size, timeout_s, progress=progress)
     summary = report["summary"]
-    out = Path(args.out) if args.out else ckpt_path.parent.parent / f"eval_{args.split}.json"
-    payload = {"checkpoint": str(ckpt_path), "step": state.get("step"), "data": str(data_dir), "split": args.split,
-               "temperature": args.temperature, "seconds": round(time.time() - t0, 1), "summary": summary,
+    out = Path(out) if out else ckpt_path.parent.parent / f"eval_{split}.json"
+    payload = {"checkpoint": str(ckpt_path), "step": state.get("step"), "data": str(data_dir), "split": split,
+               "temperature": temperature, "seconds": round(time.time() - t0, 1), "summary": summary,
                "examples": report["examples"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1, default=str))
-    show_examples(report, args.show)
+    show_examples(report, show)
     print(f"\n{format_table(summary)}")
     if summary.get("n_without_database"):
         print(f"({summary['n_without_database']} examples without a database were not evaluated)")
-    print(f"execution accuracy {summary['execution_accuracy']:.1%} on {summary['n']} {args.split} examples "
-          f"-> {out}")
+    print(f"execution accuracy {summary['execution_accuracy']:.1%} on {summary['n']} {split} examples -> {out}")
+    payload["out"] = str(out)
+    return payload
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    try:
+        evaluate_checkpoint(args.checkpoint, args.data, args.split, limit=args.limit, out=args.out, show=args.show,
+                            temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                            batch_size=args.batch_size, timeout_s=args.timeout, tokenizer=args.tokenizer,
+                            device=args.device, progress=not args.no_progress)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
-from data.sql_exec import DEFAULT_TIMEOUT_S, ExecResult, execute_sql
+from text2sql.sql_exec import DEFAULT_TIMEOUT_S, ExecResult, execute_sql
 
 MAX_PERMUTED_COLUMNS = 4
 
@@ -200,7 +200,7 @@ def summarize(scored: list[Scored]) -> dict:
 
 
 def format_table(summary: dict) -> str:
-    """The summary as a small fixed-width table (what `python -m train.evaluate` prints)."""
+    """The summary as a small fixed-width table (what `python -m text2sql.evaluate` prints)."""
     lines = [f"{'shape':<14}{'n':>6}{'exec acc':>10}{'exact':>8}{'valid':>8}"]
     rows = list(summary["by_shape"].items()) + [("all", summary)]
     for name, b in rows:

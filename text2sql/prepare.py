@@ -1,4 +1,8 @@
-"""Text-to-SQL sources for `python -m data.prepare` (found automatically: the module name ends in _sources).
+"""`python -m text2sql.prepare`: text-to-SQL data -> tokenizer + token shards + meta.json (data.prepare's CLI
+with the task's sources registered).
+
+    python -m text2sql.prepare --source synthetic --out data/processed/text2sql --vocab-size 2048
+    python -m text2sql.prepare --source spider --spider-dir ../shared/data/spider --out data/processed/spider
 
     --source synthetic   the built-in synthetic databases (generated on first use; no download)
     --source spider      a Spider-format folder (e.g. ../shared/data/spider)
@@ -7,138 +11,33 @@
     --source hf          a Hugging Face dataset (needs network, or local files with --hf-data-files)
     --source sqltext     unlabeled pretraining text: .txt/.sql files, plus the schemas and SQL of a
                          Spider folder's training databases
+    --source text        plain text (data/text_source.py; also on `python -m data.prepare`)
 
-Labelled examples become documents laid out by gpt/prompt.py (`<|schema|> ... <|question|> ...
-<|sql|> SQL <|end|>`, loss mask on the SQL and <|end|>), the schema cut to fit --block-size. With
---questions-per-schema K, up to K question/SQL pairs of one database follow a single copy of its schema
-(fewer tokens spent on schemas; see ExampleDocument). User text is tokenized with encode_ordinary, so a
-literal "<|sql|>" in a question stays text.
+Labelled examples become documents laid out by text2sql/prompt.py (`<|schema|> ... <|question|> ...
+<|sql|> SQL <|end|>`, loss mask on the SQL and <|end|>), the schema cut to fit --block-size, packed
+window by window (text2sql/packing.py). User text is tokenized with encode_ordinary, so a literal
+"<|sql|>" in a question stays text.
 
-Packing: the trainer cuts each split's token stream into windows of block_size tokens (data/shards.py).
-An example that straddled two windows would have its SQL learned without its schema and question in
-view, so each example is placed whole inside one window: when it would cross a window boundary, the gap
-up to the boundary is filled with <|endoftext|> tokens that are never learned (mask 0). Examples
-longer than a window are skipped and counted. (This relies on windows starting at multiples of
-block_size, which holds while the shard size is a multiple of it: the default 2^26 is, for any
-power-of-two block size.)
-
-For evaluation, load() also writes `<out>/examples/<split>.jsonl` (db path, question, gold SQL, schema)
-and `<out>/text2sql.json` (block size and SQL budget), which `python -m train.evaluate` reads, so it
-sees the same splits and the same schema cut as training.
+For evaluation, load() also writes `<out>/examples/<split>.jsonl` (db path, question, gold SQL, schema),
+and meta.json records the task, block size and SQL budget (the trainer takes the block size from it;
+checkpoints carry it to `python -m text2sql.evaluate` and `python -m text2sql.ask`), so evaluation sees
+the same splits and the same schema cut as training. `prepare_synthetic` is the typed call the demo uses.
 """
 from __future__ import annotations
 
 import json
-import random
 import sys
 from pathlib import Path
 
-from data.prepare import Source, register_source
-from data.sources import Example, RecordErrors
-from gpt.prompt import (DEFAULT_MAX_SQL_TOKENS, END_TOKEN, ENDOFTEXT_TOKEN, QUESTION_TOKEN, SPECIAL_TOKENS,
-                        SQL_TOKEN, Schema, fit_and_encode_prompt, normalize_sql_text, special_token_ids)
+from data.prepare import Prepared, Source, prepare, register_source
+from data.shards import read_meta
+from text2sql.packing import ExampleDocument, TextDocument, WindowPacker, group_examples
+from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS, SPECIAL_TOKENS, normalize_sql_text
+from text2sql.schema import Schema
+from text2sql.sources import Example, RecordErrors
 
 DEFAULT_BLOCK_SIZE = 256
 EXAMPLES_DIR = "examples"
-META_FILE = "text2sql.json"
-
-
-class WindowPacker:
-    """The position in one split's token stream, so that examples are laid out window by window."""
-
-    def __init__(self, block_size: int, split: str):
-        self.block_size, self.split = block_size, split
-        self.offset = 0     # tokens emitted so far in this split
-        self.skipped = 0    # examples longer than a window
-        self.padding = 0    # filler tokens emitted
-
-    def room(self) -> int:
-        """Tokens left in the current window (block_size when a new window starts)."""
-        return self.block_size - self.offset % self.block_size
-
-    def skip(self, n_tokens: int) -> None:
-        self.skipped += 1
-        if self.skipped <= 5:
-            print(f"warning: {self.split}: an example of {n_tokens} tokens is longer than the block size "
-                  f"{self.block_size}; skipped", file=sys.stderr)
-        elif self.skipped == 6:
-            print(f"warning: {self.split}: more examples are too long and skipped (not listed; a larger "
-                  f"--block-size or --max-sql-tokens keeps them)", file=sys.stderr)
-
-
-class ExampleDocument:
-    """Labelled examples of one database as a data.prepare document: `text` for tokenizer training,
-    `tokenize` for the shards. With several examples, the schema is written once and the question/SQL
-    pairs follow it (`<|schema|> S <|question|> Q1 <|sql|> A1 <|end|><|question|> Q2 <|sql|> A2 <|end|>`)
-    while they fit in the current window; the next pair starts a new `<|schema|>` piece. The first pair
-    of a piece has exactly the layout of an inference prompt; later pairs do not repeat the schema."""
-
-    def __init__(self, examples: list[Example], packer: WindowPacker, max_sql_tokens: int):
-        self.examples, self.packer, self.max_sql_tokens = examples, packer, max_sql_tokens
-
-    @property
-    def text(self) -> str:
-        e = self.examples[0]
-        schema = e.schema.to_text() if isinstance(e.schema, Schema) else e.schema
-        return schema + "\n" + "".join(f"{x.question}\n{normalize_sql_text(x.sql)}\n" for x in self.examples)
-
-    def tokenize(self, tokenizer) -> tuple[list[int], list[int]]:
-        sp = special_token_ids(tokenizer)
-        packer, block = self.packer, self.packer.block_size
-        ids: list[int] = []
-        mask: list[int] = []
-
-        def emit(new_ids, new_mask):
-            ids.extend(new_ids)
-            mask.extend(new_mask)
-            packer.offset += len(new_ids)
-
-        piece_open = False  # a schema of this document is in view in the current window
-        for e in self.examples:
-            target = tokenizer.encode_ordinary(normalize_sql_text(e.sql)) + [sp[END_TOKEN]]
-            if piece_open and packer.room() < block:
-                pair = [sp[QUESTION_TOKEN]] + tokenizer.encode_ordinary(e.question.strip()) + [sp[SQL_TOKEN]]
-                if len(pair) + len(target) <= packer.room():
-                    emit(pair + target, [0] * len(pair) + [1] * len(target))
-                    continue
-            prompt = fit_and_encode_prompt(tokenizer, e.schema, e.question, block, self.max_sql_tokens)
-            n = len(prompt) + len(target)
-            if n > block:
-                packer.skip(n)
-                continue
-            if n > packer.room():  # fill the rest of this window with never-learned end tokens
-                pad = packer.room()
-                packer.padding += pad
-                emit([sp[ENDOFTEXT_TOKEN]] * pad, [0] * pad)
-            emit(prompt + target, [0] * len(prompt) + [1] * len(target))
-            piece_open = True
-        return ids, mask
-
-
-class TextDocument:
-    """Unlabeled text (pretraining): every token learned, <|endoftext|> after it, never a control token inside."""
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def tokenize(self, tokenizer) -> tuple[list[int], list[int]]:
-        ids = tokenizer.encode_ordinary(self.text) + [special_token_ids(tokenizer)[ENDOFTEXT_TOKEN]]
-        return ids, [1] * len(ids)
-
-
-def group_examples(examples: list[Example], per_group: int, seed: int) -> list[list[Example]]:
-    """Groups of up to per_group examples of the same database, in a seeded random order."""
-    rng = random.Random(seed)
-    by_db: dict[str, list[Example]] = {}
-    for e in examples:
-        by_db.setdefault(f"{e.db_id}\0{e.db_path}", []).append(e)
-    groups = []
-    for key in sorted(by_db):
-        items = by_db[key]
-        rng.shuffle(items)
-        groups += [items[i:i + per_group] for i in range(0, len(items), per_group)]
-    rng.shuffle(groups)
-    return groups
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -159,7 +58,7 @@ def add_common_arguments(group) -> None:
     group.add_argument("--split-seed", type=int, default=0, help="(all) seed of the database hold-out")
 
 
-def finish(args, splits: dict[str, list[Example]], errors: RecordErrors, source: str) -> dict[str, list]:
+def finish(args, splits: dict[str, list[Example]], errors: RecordErrors, source: str) -> Prepared:
     """Write the evaluation files, report problems, and wrap examples as packed documents."""
     if args.block_size < 32 or args.max_sql_tokens >= args.block_size - 8:
         raise ValueError(f"--block-size {args.block_size} must be >= 32 and larger than --max-sql-tokens "
@@ -174,9 +73,6 @@ def finish(args, splits: dict[str, list[Example]], errors: RecordErrors, source:
         with open(out / EXAMPLES_DIR / f"{split}.jsonl", "w") as f:
             for e in examples:
                 f.write(json.dumps(e.to_dict()) + "\n")
-    (out / META_FILE).write_text(json.dumps({"source": source, "block_size": args.block_size,
-                                             "max_sql_tokens": args.max_sql_tokens,
-                                             "splits": {k: len(v) for k, v in splits.items()}}, indent=2))
     if errors:
         print(f"[prepare] {errors.summary()}", file=sys.stderr)
     docs = {}
@@ -185,19 +81,22 @@ def finish(args, splits: dict[str, list[Example]], errors: RecordErrors, source:
         per_group = max(1, args.questions_per_schema)
         docs[split] = [ExampleDocument(g, packer, args.max_sql_tokens)
                        for g in group_examples(examples, per_group, args.split_seed)]
-    return docs
+    # merged into meta.json by data.prepare; the trainer takes block_size from it, and every checkpoint
+    # carries it on to text2sql.evaluate and text2sql.ask
+    return Prepared(docs, {"task": "text2sql", "block_size": args.block_size, "max_sql_tokens": args.max_sql_tokens,
+                           "examples": {k: len(v) for k, v in splits.items()}})
 
 
 def load_examples(data_dir: str | Path, split: str) -> tuple[list[Example], dict]:
-    """(examples, meta) of a split prepared by one of these sources (for train.evaluate)."""
+    """(examples, meta.json) of a split prepared by one of these sources (for text2sql.evaluate)."""
     d = Path(data_dir)
-    meta_path, path = d / META_FILE, d / EXAMPLES_DIR / f"{split}.jsonl"
-    if not meta_path.is_file():
-        raise ValueError(f"{d} was not prepared by a text-to-SQL source (no {META_FILE}); run "
-                         f"`python -m data.prepare --source synthetic --out {d}` or another text-to-SQL source")
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(d) if (d / "meta.json").is_file() else {}
+    path = d / EXAMPLES_DIR / f"{split}.jsonl"
+    if meta.get("task") != "text2sql":
+        raise ValueError(f"{d} was not prepared by a text-to-SQL source; run "
+                         f"`python -m text2sql.prepare --source synthetic --out {d}` or another text-to-SQL source")
     if not path.is_file():
-        raise ValueError(f"{d} has no split {split!r} (it has {', '.join(meta.get('splits', {}))})")
+        raise ValueError(f"{d} has no split {split!r} (it has {', '.join(meta.get('examples', {}))})")
     with open(path) as f:
         return [Example.from_dict(json.loads(line)) for line in f if line.strip()], meta
 
@@ -217,8 +116,8 @@ def _synthetic_args(group) -> None:
 
 
 def _load_synthetic(args):
-    from data import synthetic
-    from data.sources.spider import SpiderFolder
+    from text2sql import synthetic
+    from text2sql.sources.spider import SpiderFolder
 
     folder = Path(args.synthetic_dir or Path(args.out) / "synthetic")
     params = {"seed": args.synthetic_seed, "num_databases": args.synthetic_databases,
@@ -237,7 +136,7 @@ def _spider_args(group) -> None:
 
 
 def _load_spider(args):
-    from data.sources.spider import SpiderFolder
+    from text2sql.sources.spider import SpiderFolder
 
     if not args.spider_dir:
         raise ValueError("--source spider needs --spider-dir FOLDER")
@@ -251,7 +150,7 @@ def _wikisql_args(group) -> None:
 
 
 def _load_wikisql(args):
-    from data.sources.wikisql import load_wikisql
+    from text2sql.sources.wikisql import load_wikisql
 
     if not args.wikisql_dir:
         raise ValueError("--source wikisql needs --wikisql-dir FOLDER")
@@ -264,7 +163,7 @@ def _jsonl_args(group) -> None:
 
 
 def _load_jsonl(args):
-    from data.sources.jsonl import load_jsonl
+    from text2sql.sources.jsonl import load_jsonl
 
     if not args.jsonl:
         raise ValueError("--source jsonl needs --jsonl FILE")
@@ -272,7 +171,7 @@ def _load_jsonl(args):
     n_dbs = args.holdout_databases
     splits = load_jsonl(args.jsonl, errors, val_fraction=0.1, seed=args.split_seed)
     if n_dbs:
-        from data.sources.jsonl import split_by_database
+        from text2sql.sources.jsonl import split_by_database
 
         everything = splits["train"] + splits["val"]
         dbs = len({e.db_id for e in everything})
@@ -288,7 +187,7 @@ def _hf_args(group) -> None:
 
 
 def _load_hf(args):
-    from data.sources.huggingface import load_hf
+    from text2sql.sources.huggingface import load_hf
 
     if not args.hf_dataset:
         raise ValueError("--source hf needs --hf-dataset NAME")
@@ -318,7 +217,7 @@ def _chunks(text: str, size: int):
 
 
 def _load_sqltext(args):
-    from data.sources.spider import SpiderFolder
+    from text2sql.sources.spider import SpiderFolder
 
     if not args.corpus and not args.corpus_spider_dir:
         raise ValueError("--source sqltext needs --corpus PATH... and/or --corpus-spider-dir FOLDER")
@@ -367,3 +266,27 @@ register_source(Source("hf", "a Hugging Face text-to-SQL dataset (needs `dataset
                        special_tokens=tuple(SPECIAL_TOKENS)))
 register_source(Source("sqltext", "unlabeled text and SQL for pretraining (text-to-SQL tokens)", _load_sqltext,
                        _sqltext_args, special_tokens=tuple(SPECIAL_TOKENS)))
+
+
+def prepare_synthetic(out: str | Path, *, vocab_size: int = 2048, block_size: int = DEFAULT_BLOCK_SIZE,
+                      questions_per_schema: int = 1, databases: int = 60, train_per_db: int = 200,
+                      eval_per_db: int = 25, seed: int = 0, synthetic_dir: str | Path | None = None) -> dict:
+    """Generate the synthetic databases (once) and write the tokenizer, shards and meta.json to `out`;
+    returns the metadata. The typed form of `python -m text2sql.prepare --source synthetic ...`."""
+    return prepare("synthetic", out, vocab_size=vocab_size, block_size=block_size,
+                   questions_per_schema=questions_per_schema, synthetic_databases=databases,
+                   synthetic_train_per_db=train_per_db, synthetic_eval_per_db=eval_per_db,
+                   synthetic_seed=seed, synthetic_dir=None if synthetic_dir is None else str(synthetic_dir))
+
+
+def main(argv=None) -> int:
+    from data import prepare as data_prepare
+
+    return data_prepare.main(argv)
+
+
+if __name__ == "__main__":
+    # run from the importable module (not __main__) so the sources register once, into data.prepare's registry
+    import importlib
+
+    sys.exit(importlib.import_module("text2sql.prepare").main())

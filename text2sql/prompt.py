@@ -29,98 +29,19 @@ The rule needs only the schema and the question, so training and inference cut i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Callable, Iterable
+
+from data.prepare import DOCUMENT_END_TOKEN
+from text2sql.schema import Schema, Table
 
 SCHEMA_TOKEN = "<|schema|>"
 QUESTION_TOKEN = "<|question|>"
 SQL_TOKEN = "<|sql|>"
-END_TOKEN = "<|end|>"
-ENDOFTEXT_TOKEN = "<|endoftext|>"  # separates unlabeled documents (pretraining text / SQL files)
-SPECIAL_TOKENS = [ENDOFTEXT_TOKEN, SCHEMA_TOKEN, QUESTION_TOKEN, SQL_TOKEN, END_TOKEN]
+SQL_END_TOKEN = "<|end|>"  # ends the SQL answer (the model stops there)
+ENDOFTEXT_TOKEN = DOCUMENT_END_TOKEN  # "<|endoftext|>": separates documents in a token stream (data/)
+SPECIAL_TOKENS = [ENDOFTEXT_TOKEN, SCHEMA_TOKEN, QUESTION_TOKEN, SQL_TOKEN, SQL_END_TOKEN]
 
 DEFAULT_MAX_SQL_TOKENS = 96  # room kept for the SQL (and <|end|>) when the schema is fitted
-
-
-# ----------------------------------------------------------------------------------------------------
-# Schema: a plain description of tables, columns, types and keys (built from SQLite files, Spider's
-# tables.json, WikiSQL tables or a user's JSONL; see data/).
-
-
-def compact_type(declared: str) -> str:
-    """A short type word from a declared SQL type, by SQLite's affinity rules: VARCHAR(255) -> text."""
-    t = declared.upper()
-    if not t:
-        return ""
-    if "INT" in t:
-        return "int"
-    if any(k in t for k in ("CHAR", "CLOB", "TEXT", "STRING")):
-        return "text"
-    if any(k in t for k in ("REAL", "FLOA", "DOUB", "DEC", "NUM", "NUMBER")):
-        return "real"
-    if "DATE" in t or "TIME" in t or "YEAR" in t:
-        return "time"
-    if "BOOL" in t or "BIT" in t:
-        return "bool"
-    return t.split("(")[0].strip().lower()[:12]
-
-
-@dataclass
-class Column:
-    name: str
-    type: str = ""
-    primary_key: bool = False
-    references: tuple[str, str] | None = None  # (table, column) this foreign key points to
-
-    def to_text(self, with_type: bool = True) -> str:
-        parts = [self.name]
-        if with_type and self.type:
-            parts.append(compact_type(self.type))
-        if self.primary_key:
-            parts.append("pk")
-        if self.references:
-            parts.append(f"fk {self.references[0]}.{self.references[1]}")
-        return " ".join(parts)
-
-
-@dataclass
-class Table:
-    name: str
-    columns: list[Column] = field(default_factory=list)
-
-    def to_text(self, with_types: bool = True) -> str:
-        return f"{self.name}: " + ", ".join(c.to_text(with_types) for c in self.columns)
-
-
-@dataclass
-class Schema:
-    tables: list[Table] = field(default_factory=list)
-
-    def to_text(self, with_types: bool = True) -> str:
-        """The compact serialisation: `table: col type [pk] [fk t.c], ... | table2: ...`."""
-        return " | ".join(t.to_text(with_types) for t in self.tables)
-
-    def table(self, name: str) -> Table:
-        for t in self.tables:
-            if t.name.lower() == name.lower():
-                return t
-        raise KeyError(name)
-
-    def to_dict(self) -> dict:
-        return {"tables": [{"name": t.name, "columns": [
-            {"name": c.name, "type": c.type, "primary_key": c.primary_key,
-             "references": list(c.references) if c.references else None} for c in t.columns]}
-            for t in self.tables]}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Schema":
-        """Inverse of `to_dict`; raises ValueError on a malformed dict."""
-        try:
-            return cls([Table(t["name"], [Column(c["name"], c.get("type") or "", bool(c.get("primary_key")),
-                                                 tuple(c["references"]) if c.get("references") else None)
-                                          for c in t["columns"]]) for t in d["tables"]])
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"malformed schema dict (expected tables[].name/columns[].name): {e}") from e
 
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -179,13 +100,8 @@ def special_token_ids(tokenizer) -> dict[str, int]:
     missing = [t for t in SPECIAL_TOKENS if t not in table]
     if missing:
         raise ValueError(f"tokenizer has no special token(s) {missing}: train it with "
-                         f"special_tokens=gpt.prompt.SPECIAL_TOKENS (python -m data.prepare does)")
+                         f"special_tokens=text2sql.prompt.SPECIAL_TOKENS (python -m text2sql.prepare does)")
     return {t: table[t] for t in SPECIAL_TOKENS}
-
-
-def prompt_text(schema_text: str, question: str) -> str:
-    """The prompt as plain text (for display and for corpora that train the tokenizer)."""
-    return f"{SCHEMA_TOKEN}{schema_text}{QUESTION_TOKEN}{question}{SQL_TOKEN}"
 
 
 def encode_prompt(tokenizer, schema_text: str, question: str) -> list[int]:
@@ -198,14 +114,8 @@ def encode_prompt(tokenizer, schema_text: str, question: str) -> list[int]:
 def encode_example(tokenizer, schema_text: str, question: str, sql: str) -> tuple[list[int], list[int]]:
     """(ids, mask) of one labelled example: the prompt (mask 0), then the SQL and <|end|> (mask 1)."""
     prompt = encode_prompt(tokenizer, schema_text, question)
-    target = tokenizer.encode_ordinary(normalize_sql_text(sql)) + [special_token_ids(tokenizer)[END_TOKEN]]
+    target = tokenizer.encode_ordinary(normalize_sql_text(sql)) + [special_token_ids(tokenizer)[SQL_END_TOKEN]]
     return prompt + target, [0] * len(prompt) + [1] * len(target)
-
-
-def encode_text_document(tokenizer, text: str) -> tuple[list[int], list[int]]:
-    """(ids, mask) of one unlabeled document for pretraining: all tokens are targets, then <|endoftext|>."""
-    ids = tokenizer.encode_ordinary(text) + [special_token_ids(tokenizer)[ENDOFTEXT_TOKEN]]
-    return ids, [1] * len(ids)
 
 
 def fit_and_encode_prompt(tokenizer, schema: Schema | str, question: str, block_size: int,

@@ -171,15 +171,6 @@ def load_config(name: str | None = None, overrides: list[str] = ()) -> Config:
     return config
 
 
-def config_from_dict(raw: dict) -> Config:
-    """Rebuild a Config saved in a checkpoint (Config.to_dict)."""
-    config = Config()
-    for section_name, values in raw.items():
-        for key, value in values.items():
-            _apply(config, f"{section_name}.{key}", value)
-    return config
-
-
 def validate(config: Config) -> None:
     t = config.train
     for name in ("batch_size", "grad_accum", "max_steps", "log_interval", "eval_iters", "keep_last"):

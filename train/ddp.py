@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from gpt.device import pick_device
+
 
 @dataclass
 class DistInfo:
@@ -35,13 +37,12 @@ def setup(device_pref: str = "auto", threads: int = 0) -> DistInfo:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-    if device_pref == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but torch sees no CUDA GPU; use train.device=auto or cpu")
-    use_cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
+    try:
+        device = pick_device(device_pref, local_rank)
+    except ValueError as e:
+        raise ValueError(f"train.device={device_pref}: {e}") from None
+    use_cuda = device.type == "cuda"
     if use_cuda:
-        if local_rank >= torch.cuda.device_count():
-            raise ValueError(f"local rank {local_rank} but only {torch.cuda.device_count()} GPUs are visible")
-        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")

@@ -33,12 +33,20 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the message says where and which checkpoint is the last good one."""
 
 
-def model_config_for(config: Config, data_vocab: int) -> GPTConfig:
+def model_config_for(config: Config, data_vocab: int, data_block_size: int | None = None) -> GPTConfig:
+    """The model's config: the preset, then the config's own fields, then the data's facts (meta.json):
+    vocab_size is the data's rounded up, block_size is the data's when it was packed for one (text-to-SQL
+    examples are laid out window by window, so another context length would cut them)."""
     m = config.model
     fields = {k: v for k, v in dataclasses.asdict(m).items() if k != "preset" and v is not None}
     base = dict(PRESETS[m.preset])
     if "vocab_size" not in fields:  # the data's vocabulary rounded up to a multiple of 64 (faster matmuls)
         fields["vocab_size"] = -(-data_vocab // 64) * 64
+    if data_block_size is not None:
+        if fields.get("block_size", data_block_size) != data_block_size:
+            raise ValueError(f"model.block_size {fields['block_size']} disagrees with the data's block_size "
+                             f"{data_block_size} (meta.json); drop model.block_size or prepare the data again")
+        fields["block_size"] = data_block_size
     gcfg = GPTConfig(**{**base, **fields})
     if data_vocab > gcfg.vocab_size:
         raise ValueError(f"model.vocab_size {gcfg.vocab_size} is smaller than the data's vocabulary {data_vocab}")
@@ -88,6 +96,8 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
     # ---- data
     data_dir = Path(config.data.dir)
     meta = read_meta(data_dir)
+    # what evaluation and sampling need to know about the data, carried in every checkpoint
+    data_facts = {k: v for k, v in meta.items() if k not in ("splits", "format", "version", "dtype")}
     train_ds = ShardDataset(data_dir, config.data.train_split)
 
     # ---- model (fine-tuning takes the architecture and weights of train.init_from)
@@ -97,8 +107,12 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
         gcfg = GPTConfig(**{**init_state["model_config"], "dropout": config.model.dropout})
         if meta["vocab_size"] > gcfg.vocab_size:
             raise ValueError(f"data vocabulary {meta['vocab_size']} exceeds the checkpoint's {gcfg.vocab_size}")
+        if meta.get("block_size", gcfg.block_size) != gcfg.block_size:
+            raise ValueError(f"the data's block_size {meta['block_size']} (meta.json) disagrees with the "
+                             f"checkpoint's {gcfg.block_size} ({t.init_from}); prepare the data with "
+                             f"--block-size {gcfg.block_size}")
     else:
-        gcfg = model_config_for(config, meta["vocab_size"])
+        gcfg = model_config_for(config, meta["vocab_size"], meta.get("block_size"))
     T = gcfg.block_size
     loader = BatchLoader(train_ds, t.batch_size, T, dist.rank, dist.world_size, seed=t.seed)
     val_loader = None
@@ -186,7 +200,8 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
                      "step": step, "data_position": loader.position, "rng": rng,
                      "config": config.to_dict(), "model_config": dataclasses.asdict(gcfg),
                      "tokenizer": str((data_dir / meta["tokenizer"]).resolve()) if meta.get("tokenizer") else None,
-                     "eos_id": meta["eos_id"], "special_tokens": meta.get("special_tokens", {})}
+                     "eos_id": meta["eos_id"], "special_tokens": meta.get("special_tokens", {}),
+                     "data_meta": data_facts}
             path = save_checkpoint(out_dir, step, state, t.keep_last)
         ddp.barrier()
         return path

@@ -1,21 +1,21 @@
 """Labelled text-to-SQL sources: each turns one input format into `Example`s.
 
     spider.py       a Spider-format folder (train.json/dev.json, tables.json, database/<db>/<db>.sqlite);
-                    the built-in synthetic data is written in this format too (data/synthetic.py)
+                    the built-in synthetic data is written in this format too (text2sql/synthetic/)
     wikisql.py      WikiSQL's own format (*.jsonl with the structured `sql`, *.tables.jsonl); builds SQLite
     jsonl.py        the user's own JSONL: {question, sql, db | schema}
     huggingface.py  a Hugging Face dataset through `datasets` (Spider-like, WikiSQL-like or DDL+SQL records)
 
 Bad input never stops a load: each malformed record, missing database or unknown db_id is reported
 (file and record number) through `RecordErrors`, and the good records are kept. They are registered
-with `python -m data.prepare` in data/text2sql_sources.py.
+with `python -m data.prepare` in text2sql/prepare.py.
 """
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
 
-from gpt.prompt import Schema
+from text2sql.schema import Schema
 
 
 @dataclass

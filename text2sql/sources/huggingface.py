@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.sources import Example, RecordErrors, require_text
-from data.sources import jsonl as jsonl_source
-from data.sources import wikisql
-from data.sources.spider import SpiderFolder
+from text2sql.sources import Example, RecordErrors, require_text
+from text2sql.sources import jsonl as jsonl_source
+from text2sql.sources import wikisql
+from text2sql.sources.spider import SpiderFolder
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "dev": "val", "val": "val", "test": "test"}
 

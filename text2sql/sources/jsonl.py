@@ -15,30 +15,10 @@ from __future__ import annotations
 
 import json
 import random
-import sqlite3
 from pathlib import Path
 
-from data.sources import Example, RecordErrors, require_text
-from data.sql_exec import read_schema
-from gpt.prompt import Column, Schema, Table
-
-
-def schema_from_ddl(ddl: str) -> Schema:
-    """Run CREATE TABLE statements in an in-memory SQLite database and read the schema back."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.executescript(ddl)
-        tables = []
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid"):
-            q = '"' + name.replace('"', '""') + '"'
-            fks = {r[3]: (r[2], r[4] or "id") for r in conn.execute(f"PRAGMA foreign_key_list({q})")}
-            tables.append(Table(name, [Column(c[1], c[2] or "", bool(c[5]), fks.get(c[1]))
-                                       for c in conn.execute(f"PRAGMA table_info({q})")]))
-        return Schema(tables)
-    except sqlite3.Error as e:
-        raise ValueError(f"schema DDL does not run in SQLite: {e}") from None
-    finally:
-        conn.close()
+from text2sql.sources import Example, RecordErrors, require_text
+from text2sql.schema import Schema, read_schema, schema_from_ddl
 
 
 def example_from_record(rec: dict, base_dir: Path, schemas: dict) -> tuple[Example, str | None]:

@@ -16,9 +16,9 @@ import json
 import random
 from pathlib import Path
 
-from data.sources import Example, RecordErrors, require_text
-from data.sql_exec import read_schema
-from gpt.prompt import Column, Schema, Table
+from text2sql.sources import Example, RecordErrors, require_text
+from text2sql.schema import read_schema
+from text2sql.schema import Column, Schema, Table
 
 
 def schema_from_tables_json(entry: dict) -> Schema:

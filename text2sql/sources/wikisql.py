@@ -20,8 +20,8 @@ import re
 import sqlite3
 from pathlib import Path
 
-from data.sources import Example, RecordErrors
-from gpt.prompt import Column, Schema, Table
+from text2sql.sources import Example, RecordErrors
+from text2sql.schema import Column, Schema, Table
 
 AGG_OPS = ["", "MAX", "MIN", "COUNT", "SUM", "AVG"]
 COND_OPS = ["=", ">", "<"]

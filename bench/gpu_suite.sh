@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# The GPU suite (../shared/GPU.md): build, CUDA correctness tests, kernel benchmarks and a GPT-2 124M
-# training throughput comparison, in one run of under 8 minutes on one H100/H200, summary table last.
+# The GPU suite (../shared/GPU.md): build, CUDA correctness tests, the attention sweep (its winners
+# written as a decisions file), kernel benchmarks, a GPT-2 124M training comparison and the compiled
+# model's graph breaks, in one run of under 8 minutes on one H100/H200, summary table last.
 #
 #   bash bench/gpu_suite.sh             # results under $OUT, or bench/results/gpu-<GPU name>-<utc time>/
-#   bash bench/gpu_suite.sh --dry-run   # print the plan (each command and its time limit), run nothing
-#   bash bench/gpu_suite.sh --quick     # ~4 minutes: quick kernel shapes, 20 s training runs
-#   bash bench/gpu_suite.sh --pack      # leave only summary.txt + results.tar.gz (of everything)
-#   bash bench/gpu_suite.sh --full-kernels  # every kernel shape (~2 min more; the default runs the
-#                                           # target shapes only: bench.kernels --quick)
+#   bash bench/gpu_suite.sh --dry-run   # print the plan (each step and its time limit), run nothing
+#   bash bench/gpu_suite.sh --pack      # leave summary.txt, tuned.json and results.tar.gz (of everything)
+#   bash bench/gpu_suite.sh --quick     # shorter sweep and training runs
+#   bash bench/gpu_suite.sh --full-kernels  # every kernel shape (the default: the target shapes)
 #
-# Every step runs under its own time limit, its output goes to <out>/<step>.log, and its failure is
-# recorded without stopping the suite, so the summary is always printed. The training runs get the
-# time that is left of the overall budget (SUITE_BUDGET_S, default 470 s), at most 60 s each.
-# SUITE_SKIP="build kernels" leaves steps out (e.g. to check the script's own logic on a CPU machine);
-# PYTHON picks the interpreter (default: python).
+# Steps (each under its own time limit, output in <out>/<step>.log; a failure or time-out is recorded
+# and the suite goes on, so the summary always comes; every limit is also cut to the overall deadline,
+# SUITE_BUDGET_S, default 480 s):
+#   1 env       GPU, driver, python/torch/triton/cuDNN versions
+#   2 prepare   side by side (CPU-bound compiles, 16 cores): the C++ extension build (offline); the
+#               CUDA tests in 4 pytest processes; the attention sweep's kernels compiled into Triton's
+#               cache; torch._dynamo.explain of GPT-2 124M (graph breaks); a short torch.compile
+#               warm-up of both training variants (fills Inductor's cache, niced)
+#   3 sweep     the attention variants timed (launch orders, tiles); winners -> <out>/tuned.json
+#   4 kernels   target shapes with the winners: ours / reference / SDPA (default + each backend
+#               pinned) / torch.compile(reference); card copy bandwidth and bf16 matmul rate
+#   5 train     GPT-2 124M T=1024 bf16 compiled, our kernels (with the winners) vs plain PyTorch
+#               with the fastest SDPA backend step 4 found; tokens/s and MFU
+#   6 summary   printed last (and <out>/summary.txt)
+# Apply the decisions: cp <out>/tuned.json kernels/tuned.json (and commit it with the results).
+# SUITE_SKIP="build kernels" leaves steps out; PYTHON picks the interpreter (default: python).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +35,7 @@ for arg in "$@"; do
     --quick) QUICK=1 ;;
     --pack) PACK=1 ;;
     --full-kernels) FULL_KERNELS=1 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown option $arg (use --dry-run, --quick, --pack, --full-kernels or --help)" >&2; exit 2 ;;
   esac
 done
@@ -32,26 +43,49 @@ done
 PY=${PYTHON:-python}
 GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 | tr -c 'A-Za-z0-9\n' '-' | tr -s '-')
 RESULTS=${OUT:-bench/results/gpu-${GPU_NAME:-unknown}-$(date -u +%Y%m%d-%H%M%S)}
-BUDGET=${SUITE_BUDGET_S:-470}
-[ "$DRY" = 1 ] || mkdir -p "$RESULTS"
+[ "$DRY" = 1 ] || { mkdir -p "$RESULTS" && RESULTS=$(cd "$RESULTS" && pwd); }
+BUDGET=${SUITE_BUDGET_S:-480}
 START=$(date +%s)
-STEPS=()   # "name|status|seconds"
+DEADLINE=$(( START + BUDGET ))
+STEPS=()      # "name|status|seconds"
+PLANNED=0     # dry-run: sum of the sequential limits
+export TRITON_DEFAULT_FP_FUSION=${TRITON_DEFAULT_FP_FUSION:-1}  # triton 3.9 warns when unset; 1 = its default
+
+# Time limits, seconds. The cold-cache costs they allow for: the CUDA tests compile ~50 attention
+# specialisations plus the LayerNorm/cross-entropy kernels and two torch.compile tests (split over
+# 4 processes); the build is ~30-60 s; the sweep warm-up compiles ~40 kernel configs in 4 processes.
+LIM_ENV=20
+LIM_PREPARE=200       # the whole parallel group (each member has its own limit below, all <= this)
+LIM_BUILD=150 LIM_TESTS=200 LIM_WARM=170 LIM_EXPLAIN=120 LIM_TRAIN_WARM=200
+LIM_SWEEP=60 SWEEP_BUDGET=40
+LIM_KERNELS=100 KERNELS_BUDGET=70
+[ "$QUICK" = 1 ] && { LIM_SWEEP=40; SWEEP_BUDGET=25; }
+[ "$FULL_KERNELS" = 1 ] && { LIM_KERNELS=200; KERNELS_BUDGET=170; }
+TRAIN_MIN=60          # the training step gets what is left of the budget, at least this much
+TRAIN_MAX_SECONDS=30  # measured seconds per training run (after compile and warm-up), at most
+[ "$QUICK" = 1 ] && TRAIN_MAX_SECONDS=15
+RUN_OVERHEAD=${RUN_OVERHEAD_S:-45}  # start-up + torch.compile per training run (warm Inductor cache)
 
 elapsed() { echo $(( $(date +%s) - START )); }
+left() { echo $(( DEADLINE - $(date +%s) )); }
+skipped() { case " ${SUITE_SKIP:-} " in *" $1 "*) return 0 ;; esac; return 1; }
 
-# run_step NAME LIMIT_SECONDS COMMAND...: run with a time limit, log to <out>/NAME.log, record the status
+# clip LIMIT: the limit cut to what is left before the deadline (at least 5 s)
+clip() { local l=$1 r; r=$(left); [ "$r" -lt "$l" ] && l=$r; [ "$l" -lt 5 ] && l=5; echo "$l"; }
+
+# run_step NAME LIMIT COMMAND...: run in the foreground with a time limit, log to <out>/NAME.log
 run_step() {
   local name=$1 limit=$2
   shift 2
-  case " ${SUITE_SKIP:-} " in
-    *" $name "*) echo "[skip] $name (SUITE_SKIP)"; STEPS+=("$name|skipped (SUITE_SKIP)|0"); return 0 ;;
-  esac
+  if skipped "$name"; then echo "[skip] $name (SUITE_SKIP)"; STEPS+=("$name|skipped (SUITE_SKIP)|0"); return 0; fi
   if [ "$DRY" = 1 ]; then
     echo "[dry-run] $name (limit ${limit}s): $*"
+    PLANNED=$(( PLANNED + limit ))
     STEPS+=("$name|dry-run|0")
     return 0
   fi
-  echo "== $name (limit ${limit}s): $*"
+  limit=$(clip "$limit")
+  echo "== $name (limit ${limit}s, $(elapsed)s elapsed): $*"
   local t0 rc status
   t0=$(date +%s)
   timeout --kill-after=10 "$limit" "$@" >"$RESULTS/$name.log" 2>&1
@@ -67,76 +101,162 @@ run_step() {
   return 0
 }
 
+# bg_step NAME LIMIT COMMAND...: the same, in the background (a member of the prepare group)
+BG=()
+bg_step() {
+  local name=$1 limit=$2
+  shift 2
+  if skipped "$name"; then STEPS+=("$name|skipped (SUITE_SKIP)|0"); return 0; fi
+  if [ "$DRY" = 1 ]; then
+    echo "[dry-run]   | $name (limit ${limit}s, in parallel): $*"
+    STEPS+=("$name|dry-run|0")
+    return 0
+  fi
+  limit=$(clip "$limit")
+  echo "== $name (limit ${limit}s, in the background): $*"
+  (
+    t0=$(date +%s)
+    timeout --kill-after=10 "$limit" "$@" >"$RESULTS/$name.log" 2>&1
+    echo "$? $(( $(date +%s) - t0 )) $limit" >"$RESULTS/$name.rc"
+  ) &
+  BG+=("$name")
+}
+
+# wait_group: wait for the background steps and record each one's status
+wait_group() {
+  [ "$DRY" = 1 ] && return 0
+  wait
+  local name rc secs limit status
+  for name in "${BG[@]}"; do
+    read -r rc secs limit <"$RESULTS/$name.rc" 2>/dev/null || { rc=255; secs=0; limit=0; }
+    rm -f "$RESULTS/$name.rc"
+    case $rc in
+      0) status=ok ;;
+      124|137) status="TIMEOUT after ${limit}s" ;;
+      *) status="FAILED (exit $rc)" ;;
+    esac
+    STEPS+=("$name|$status|$secs")
+    echo "   $name: $status in ${secs}s; last lines:"
+    tail -n 3 "$RESULTS/$name.log" | sed 's/^/   | /'
+  done
+  BG=()
+}
+
+# The CUDA test files, split in 4 processes by expected compile cost. Only files that hold `cuda`
+# tests are collected, so a module needing a package the GPU machine lacks cannot stop the rest.
+CUDA_FILES=$(grep -l "mark.cuda" tests/test_*.py 2>/dev/null | tr '\n' ' ')
+ATTN_FILES=$(for f in $CUDA_FILES; do case $f in *attention*) echo -n "$f " ;; esac; done)
+KERNEL_FILES=$(for f in $CUDA_FILES; do case $f in *layernorm*|*cross_entropy*) echo -n "$f " ;; esac; done)
+OTHER_FILES=$(for f in $CUDA_FILES; do case $f in *attention*|*layernorm*|*cross_entropy*) ;; *) echo -n "$f " ;; esac; done)
+PYTEST=($PY -m pytest -m cuda -q -p no:cacheprovider -rfE --durations=5 --continue-on-collection-errors)
+
+# ---------------------------------------------------------------------------------------------------
 # 1. the machine and the software
-run_step env 30 bash -c "nvidia-smi -L; r=\$?; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; \
-  $PY -c 'import sys, torch, triton; print(\"python\", sys.version.split()[0]); print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda); print(\"triton\", triton.__version__); print(\"gpu\", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)'; exit \$r"
+run_step env $LIM_ENV bash -c "nvidia-smi -L; r=\$?; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv; \
+  $PY -c 'import sys, torch, triton; print(\"python\", sys.version.split()[0]); print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda); print(\"triton\", triton.__version__); print(\"cudnn\", torch.backends.cudnn.version()); print(\"gpu\", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, torch.cuda.get_device_capability(0) if torch.cuda.is_available() else None)'; exit \$r"
 
-# 2. build the C++ tokenizer extension, offline (no datasets, no network on the GPU machine)
-run_step build 150 $PY -m pip install --no-build-isolation --no-deps -e .
+# 2. prepare, side by side
+[ "$DRY" = 1 ] && { echo "[dry-run] prepare (limit ${LIM_PREPARE}s for the group; members in parallel):"; PLANNED=$(( PLANNED + LIM_PREPARE )); }
+bg_step build $LIM_BUILD $PY -m pip install --no-build-isolation --no-deps -e .
+[ -n "$ATTN_FILES" ] && bg_step cuda_attention_d128 $LIM_TESTS "${PYTEST[@]}" -k "d128" $ATTN_FILES
+[ -n "$ATTN_FILES" ] && bg_step cuda_attention_rest $LIM_TESTS "${PYTEST[@]}" -k "not d128" $ATTN_FILES
+[ -n "$KERNEL_FILES" ] && bg_step cuda_kernels $LIM_TESTS "${PYTEST[@]}" $KERNEL_FILES
+[ -n "$OTHER_FILES" ] && bg_step cuda_other $LIM_TESTS "${PYTEST[@]}" $OTHER_FILES
+bg_step sweep_warm $LIM_WARM $PY -m bench.attention_cases --warm --jobs 4
+bg_step explain $LIM_EXPLAIN $PY -m bench.explain --json "$RESULTS/explain.json"
+# Fills Inductor's and Triton's caches for the training step (niced: the tests come first). Its own
+# numbers are thrown away.
+bg_step train_warm $LIM_TRAIN_WARM nice -n 10 $PY -m bench.train --config gpt2-124m --synthetic \
+  --seconds 3 --skip-logs 0 --log-interval 5 --startup-timeout 190 --variants ours+compile torch+compile \
+  --set train.batch_size=16 train.grad_accum=1 --out /tmp/gpu-suite-train-warm
+wait_group
 
-# 3. CUDA correctness: every kernel forward and backward in bf16/fp16/fp32 against the reference
-run_step cuda_tests 120 $PY -m pytest -m cuda -x -q -p no:cacheprovider
+# 3. the attention sweep: launch orders and tiles timed at T=4096, D=128 then 64; winners -> tuned.json
+run_step sweep $LIM_SWEEP $PY -m bench.attention_cases --sweep --budget-s $SWEEP_BUDGET \
+  --write-tuned "$RESULTS/tuned.json" --json "$RESULTS/sweep.json"
+TUNED_ENV=()
+[ -f "$RESULTS/tuned.json" ] && TUNED_ENV=(env "KERNELS_TUNED=$RESULTS/tuned.json")
 
-# 4. kernel benchmarks (ours / naive reference / PyTorch op / torch.compile(reference); card limits)
-#    The default measures the issues' target shapes (bench.kernels --quick: LayerNorm 16384 x 768/4096,
-#    linear CE 16384 x 768 x 50304, attention T=1024/4096 D=64/128); --full-kernels sweeps every shape.
+# 4. kernel benchmarks at the target shapes, with the winners; attention first (this run's focus)
+KOPS=attention,layernorm,linear_cross_entropy,cross_entropy
 if [ "$FULL_KERNELS" = 1 ]; then
-  run_step kernels 300 $PY -m bench.kernels --out "$RESULTS/kernels"
+  run_step kernels $LIM_KERNELS "${TUNED_ENV[@]}" $PY -m bench.kernels --op $KOPS --budget-s $KERNELS_BUDGET \
+    --no-plots --out "$RESULTS/kernels"
 else
-  run_step kernels 150 $PY -m bench.kernels --quick --out "$RESULTS/kernels"
+  run_step kernels $LIM_KERNELS "${TUNED_ENV[@]}" $PY -m bench.kernels --quick --op $KOPS --budget-s $KERNELS_BUDGET \
+    --no-plots --out "$RESULTS/kernels"
 fi
 
-# 5. GPT-2 124M, T=1024, bf16, compiled: our kernels vs plain PyTorch, same card, one after the other.
-#    Each run trains SECONDS_PER_RUN after its first step; start-up and torch.compile (~60-90 s per run,
-#    RUN_OVERHEAD) come on top, so the runs get what the budget has left, at most 60 s each.
-RUN_OVERHEAD=${RUN_OVERHEAD_S:-90}
-LEFT=$(( BUDGET - $(elapsed) ))
-SECONDS_PER_RUN=$(( (LEFT - 2 * RUN_OVERHEAD) / 2 ))
-[ "$SECONDS_PER_RUN" -gt 60 ] && SECONDS_PER_RUN=60
-[ "$QUICK" = 1 ] && [ "$SECONDS_PER_RUN" -gt 20 ] && SECONDS_PER_RUN=20
-[ "$DRY" = 1 ] && SECONDS_PER_RUN=60
-if [ "$SECONDS_PER_RUN" -lt 10 ]; then
-  STEPS+=("train|SKIPPED: ${LEFT}s left of ${BUDGET}s|0")
+# 5. GPT-2 124M: our kernels (with the winners) vs plain PyTorch pinned to the fastest SDPA backend
+BASELINE=torch+compile
+if [ -f "$RESULTS/kernels/sdpa.json" ]; then
+  PIN=$($PY -c "import json,sys; print(json.load(open(sys.argv[1])).get('training_baseline','default'))" \
+        "$RESULTS/kernels/sdpa.json" 2>/dev/null)
+  case "$PIN" in flash|cudnn|efficient) BASELINE="torch[$PIN]+compile" ;; esac
+fi
+if [ "$DRY" = 1 ]; then
+  SECONDS_PER_RUN=$TRAIN_MAX_SECONDS
+  LIMIT=$(( BUDGET - PLANNED ))
+  [ "$LIMIT" -lt "$TRAIN_MIN" ] && LIMIT=$TRAIN_MIN
 else
-  LIMIT=$(( 2 * (SECONDS_PER_RUN + RUN_OVERHEAD) + 20 ))
-  [ "$LEFT" -gt "$LIMIT" ] && LIMIT=$LEFT
-  run_step train "$LIMIT" $PY -m bench.train --config gpt2-124m \
-    --synthetic --seconds "$SECONDS_PER_RUN" --skip-logs 2 --log-interval 20 \
-    --startup-timeout $(( RUN_OVERHEAD + 60 )) --variants ours+compile torch+compile \
+  LIMIT=$(left)
+  SECONDS_PER_RUN=$(( (LIMIT - 10 - 2 * RUN_OVERHEAD) / 2 ))
+  [ "$SECONDS_PER_RUN" -gt "$TRAIN_MAX_SECONDS" ] && SECONDS_PER_RUN=$TRAIN_MAX_SECONDS
+fi
+if [ "$SECONDS_PER_RUN" -lt 5 ]; then
+  STEPS+=("train|SKIPPED: $(left)s left of ${BUDGET}s|0")
+else
+  run_step train "$LIMIT" "${TUNED_ENV[@]}" $PY -m bench.train --config gpt2-124m \
+    --synthetic --seconds "$SECONDS_PER_RUN" --skip-logs 2 --log-interval 10 \
+    --startup-timeout $(( RUN_OVERHEAD + 60 )) --variants ours+compile "$BASELINE" \
     --set train.batch_size=16 train.grad_accum=1 --out "$RESULTS/train"
 fi
 
 # 6. the summary, last
 {
   echo
-  echo "==================== GPU suite summary ($(elapsed)s, results in $RESULTS) ===================="
-  [ -f "$RESULTS/env.log" ] && grep -E '^(GPU [0-9]|python|torch|triton|gpu) ' "$RESULTS/env.log"
-  printf '%-12s %-44s %8s\n' step status seconds
+  echo "==================== GPU suite summary ($(elapsed)s of ${BUDGET}s, results in $RESULTS) ===================="
+  [ -f "$RESULTS/env.log" ] && grep -E '^(GPU [0-9]|python|torch|triton|cudnn|gpu) ' "$RESULTS/env.log"
+  printf '%-22s %-40s %8s\n' step status seconds
   for s in "${STEPS[@]}"; do
     IFS='|' read -r name status secs <<<"$s"
-    printf '%-12s %-44s %8s\n' "$name" "$status" "$secs"
+    printf '%-22s %-40s %8s\n' "$name" "$status" "$secs"
   done
-  if [ -f "$RESULTS/cuda_tests.log" ]; then
-    echo; echo "-- CUDA tests:"; grep -E '(passed|failed|error|skipped)' "$RESULTS/cuda_tests.log" | tail -n 3
+  [ "$DRY" = 1 ] && echo "total of the time limits: ${PLANNED}s (env + prepare group + sweep + kernels + train; budget ${BUDGET}s: every limit is also cut to the budget's deadline, and train gets what is left)"
+  for t in cuda_attention_d128 cuda_attention_rest cuda_kernels cuda_other; do
+    [ -f "$RESULTS/$t.log" ] || continue
+    echo; echo "-- $t:"; grep -E '^(FAILED|ERROR)|(passed|failed|error|skipped|deselected) in ' "$RESULTS/$t.log" | tail -n 12
+  done
+  if [ -f "$RESULTS/explain.log" ]; then
+    echo; echo "-- graph breaks (torch._dynamo.explain):"; grep -E '^(explain|  break)' "$RESULTS/explain.log" | head -n 20
+  fi
+  if [ -f "$RESULTS/sweep.log" ]; then
+    echo; echo "-- attention sweep:"; grep -E '^(attention sweep|  D=|decisions|wrote|sweep done)' "$RESULTS/sweep.log"
+  fi
+  if [ -f "$RESULTS/tuned.json" ]; then
+    echo; echo "-- decisions file (cp $RESULTS/tuned.json kernels/tuned.json to apply):"
+    $PY -c "import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps(d.get('attention', {})))" "$RESULTS/tuned.json" 2>/dev/null
   fi
   if [ -f "$RESULTS/kernels.log" ]; then
-    echo; echo "-- kernels (the harness's own summary, last lines):"; tail -n 30 "$RESULTS/kernels.log"
+    echo; echo "-- kernels (the harness's own summary):"; sed -n '/^card: /,$p' "$RESULTS/kernels.log" | tail -n 60
   fi
   if [ -f "$RESULTS/train.log" ]; then
-    echo; echo "-- training throughput:"; sed -n '/^training throughput:/,$p' "$RESULTS/train.log"
+    echo; echo "-- training throughput (baseline $BASELINE):"; sed -n '/^training throughput:/,$p' "$RESULTS/train.log"
   fi
 } | if [ "$DRY" = 1 ]; then cat; else tee "$RESULTS/summary.txt"; fi
 
 if [ "$PACK" = 1 ] && [ "$DRY" = 0 ]; then
   PACKED=$(mktemp /tmp/gpu-suite-XXXXXX.tar.gz)
   if tar -czf "$PACKED" -C "$RESULTS" --exclude results.tar.gz . && mv "$PACKED" "$RESULTS/results.tar.gz"; then
-    # leave two files (a device runner may fetch only a few): the summary and the archive of everything
-    find "$RESULTS" -mindepth 1 -maxdepth 1 ! -name results.tar.gz ! -name summary.txt -exec rm -rf {} +
-    echo "packed: $RESULTS/results.tar.gz (+ summary.txt)"
+    # leave three small files (a device runner may fetch only a few): the summary, the decisions
+    # file and the archive of everything
+    find "$RESULTS" -mindepth 1 -maxdepth 1 ! -name results.tar.gz ! -name summary.txt ! -name tuned.json \
+      -exec rm -rf {} +
+    echo "packed: $RESULTS/results.tar.gz (+ summary.txt, tuned.json)"
   fi
 fi
 FAILED=0
 for s in "${STEPS[@]}"; do
-  case "$s" in *"|ok|"*|*"|dry-run|"*|*"|skipped (SUITE_SKIP)|"*) ;; *) FAILED=1 ;; esac
+  case "$s" in *"|ok|"*|*"|dry-run|"*|*"|skipped (SUITE_SKIP)|"*) ;; train_warm*) ;; *) FAILED=1 ;; esac
 done
 exit $FAILED

@@ -190,10 +190,23 @@ def attention_cases(s: Settings) -> list[Case]:
     from bench import attention_cases as ac  # shapes, FLOPs and providers live there
 
     compiled = ac.compiled_reference() if s.with_compile else None  # one compile for all shapes
-    return [Case("attention", ac.shape_label(B, H, T, D), s.dtype,
-                 ac.make_inputs(B, H, T, D, s.dtype, s.device),
-                 ac.providers(s.ours_label, compiled), flops=ac.flops(B, H, T, D, causal=True))
-            for B, H, T, D in ac.shapes(s.device, s.quick)]
+    cases = []
+    for B, H, T, D in ac.shapes(s.device, s.quick):
+        # SDPA with each backend pinned on a GPU (the fair baseline), and which one its default picks
+        if s.device == "cuda":
+            try:
+                SDPA_INFO[ac.shape_label(B, H, T, D)] = ac.sdpa_info(B, H, T, D, s.dtype, s.device)
+            except Exception as e:  # noqa: BLE001 - information only; never ends the run
+                SDPA_INFO[ac.shape_label(B, H, T, D)] = {"error": f"{type(e).__name__}: {e}"[:200]}
+        cases.append(Case("attention", ac.shape_label(B, H, T, D), s.dtype,
+                          ac.make_inputs(B, H, T, D, s.dtype, s.device),
+                          ac.providers(s.ours_label, compiled, pinned=s.device == "cuda"),
+                          flops=ac.flops(B, H, T, D, causal=True)))
+    return cases
+
+
+SDPA_INFO: dict[str, dict] = {}   # attention shape -> what SDPA does there (bench.attention_cases.sdpa_info)
+FAILURES: list[str] = []          # "op shape provider: error" for every provider that could not run
 
 
 def _leafify(make):
@@ -275,9 +288,13 @@ def run_case(case: Case, s: Settings, repeats: int) -> list[dict]:
             err = math.nan
             if check_out is not None and provider != "pytorch":
                 err = ((first - check_out).abs().max() / check_out.abs().max().clamp_min(1e-30)).item()
-        except Exception as e:  # an OOM or a compile failure must not end the whole suite
-            print(f"  {case.op} {case.shape} {provider}: FAILED ({type(e).__name__}: "
-                  f"{str(e).splitlines()[0][:160]})", file=sys.stderr)
+        except Exception as e:  # an OOM, a compile failure or an unavailable SDPA backend must not end the suite
+            first_line = (str(e).splitlines() or [""])[0][:160]
+            print(f"  {case.op} {case.shape} {provider}: FAILED ({type(e).__name__}: {first_line})",
+                  file=sys.stderr)
+            FAILURES.append(f"{case.op} {case.shape} {provider}: unavailable/failed "
+                            f"({type(e).__name__}: {first_line})")
+            rows.append(_row(case, provider, "forward", "failed", 1))
             if s.device == "cuda":
                 torch.cuda.empty_cache()
             continue
@@ -435,7 +452,52 @@ def summary(rows: list[dict], card: dict, ours: str, targets: bool = True) -> st
         lines.append(line)
     from bench.attention_cases import target_lines
     lines += target_lines(rows, ours, _value)
+    lines += sdpa_lines(rows)
+    if FAILURES:
+        lines.append("providers that could not run (recorded, not fatal):")
+        lines += [f"  {f}" for f in FAILURES]
     return "\n".join(lines)
+
+
+def sdpa_report(rows: list[dict]) -> dict:
+    """SDPA_INFO plus, per attention shape, the fastest SDPA provider in fwd+bwd; and the backend
+    the plain-PyTorch training baseline should pin (the fastest at the GPT-2 shape D=64, else the
+    nearest shape measured): bench/gpu_suite.sh passes it to bench.train."""
+    from bench.attention_cases import SDPA_BACKENDS, fastest_sdpa
+
+    report = {"cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+              "shapes": {}}
+    for shape, info in SDPA_INFO.items():
+        best, ms = fastest_sdpa(rows, _value, shape)
+        report["shapes"][shape] = {**info, "fastest_fwd_bwd": best,
+                                   "fwd_bwd_ms": {p: _value(rows, op="attention", shape=shape,
+                                                            mode="forward+backward", provider=p, metric="ms")
+                                                  for p in ("pytorch", *SDPA_BACKENDS)}}
+    shapes = list(report["shapes"])
+    pick = next((sh for sh in shapes if sh.endswith("D=64") and "T=1024" in sh), None) or \
+        next((sh for sh in shapes if sh.endswith("D=64")), None) or (shapes[0] if shapes else None)
+    best = report["shapes"][pick]["fastest_fwd_bwd"] if pick else "pytorch"
+    # "pytorch" = the default pick; a pinned label maps to a backend name bench.train understands
+    report["training_baseline"] = {"sdpa-flash": "flash", "sdpa-cudnn": "cudnn",
+                                   "sdpa-efficient": "efficient"}.get(best, "default")
+    report["training_baseline_shape"] = pick
+    return report
+
+
+def sdpa_lines(rows: list[dict]) -> list[str]:
+    if not SDPA_INFO:
+        return []
+    rep = sdpa_report(rows)
+    lines = [f"sdpa: cuDNN version {rep['cudnn_version']}"]
+    for shape, info in rep["shapes"].items():
+        ms = ", ".join(f"{p} {v:.3f}" for p, v in info["fwd_bwd_ms"].items() if not math.isnan(v))
+        unavailable = [p for p, st in info.get("backends", {}).items() if st != "ok"]
+        lines.append(f"sdpa {shape}: default picks {info.get('default_backend')}; fastest fwd+bwd "
+                     f"{info['fastest_fwd_bwd']} (ms: {ms})"
+                     + (f"; unavailable: {', '.join(unavailable)}" if unavailable else ""))
+    lines.append(f"sdpa: the plain-PyTorch training baseline pins '{rep['training_baseline']}' "
+                 f"(fastest at {rep['training_baseline_shape']})")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------
@@ -448,7 +510,10 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.kernels", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--op", default="all", help=f"one of {', '.join(OPS)} or all (default all)")
+    ap.add_argument("--op", default="all",
+                    help=f"one of {', '.join(OPS)}, a comma-separated list (run in that order) or all")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="start no new case after this many seconds (the CSV so far is kept)")
     ap.add_argument("--quick", action="store_true", help="fewer shapes and repeats")
     ap.add_argument("--dtype", default=None, choices=sorted(DTYPES),
                     help="input dtype (default bf16 on a GPU, fp32 on a CPU)")
@@ -464,8 +529,9 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.op != "all" and args.op not in OPS:
-        print(f"error: unknown --op {args.op!r}; choose one of {', '.join(OPS)} or all", file=sys.stderr)
+    unknown = [o for o in args.op.split(",") if o not in OPS] if args.op != "all" else []
+    if unknown:
+        print(f"error: unknown --op {','.join(unknown)!r}; choose from {', '.join(OPS)} or all", file=sys.stderr)
         return 2
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
@@ -497,21 +563,35 @@ def main(argv=None) -> int:
 
 def _run(args, s: Settings, repeats: int) -> int:
     device, ours = s.device, s.ours_label
-    names = list(OPS) if args.op == "all" else [args.op]
+    names = list(OPS) if args.op == "all" else args.op.split(",")
     dev_name, vers = device_name(device), versions()
+    t_start = time.time()
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", dev_name).strip("-").lower()[:40] + ("-quick" if s.quick else "")
+    csv_path = args.out / f"kernels-{slug}.csv"
     print(f"bench.kernels on {dev_name} ({device}); {vers}; ours = {ours}; dtype {s.dtype}", flush=True)
     torch.manual_seed(0)
     card = measure_card(device)
     print("card: " + ", ".join(f"{k} {v:.1f}" for k, v in card.items()), flush=True)
     rows = [dict(op="card", provider="-", mode="-", shape="-", dtype="-", metric=k, value=f"{v:.6g}")
             for k, v in card.items()]
+    skipped = []
     for name in names:
         for case in OPS[name](s):
+            if args.budget_s is not None and time.time() - t_start > args.budget_s:
+                skipped.append(f"{case.op} {case.shape}")
+                continue
             rows += run_case(_pytorch_first(case), s, repeats)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", dev_name).strip("-").lower()[:40] + ("-quick" if s.quick else "")
-    csv_path = args.out / f"kernels-{slug}.csv"
+            write_csv(rows, csv_path, dev_name, vers)  # after every case: a time limit loses little
+    if skipped:
+        print(f"budget of {args.budget_s:.0f}s spent: skipped {'; '.join(skipped)}")
     write_csv(rows, csv_path, dev_name, vers)
     print(f"wrote {csv_path}")
+    if SDPA_INFO:
+        import json
+
+        sdpa_path = args.out / "sdpa.json"
+        sdpa_path.write_text(json.dumps(sdpa_report(rows), indent=1) + "\n")
+        print(f"wrote {sdpa_path}")
     if not args.no_plots:
         for p in plot(rows, args.out, slug):
             print(f"wrote {p}")

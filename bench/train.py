@@ -35,14 +35,44 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = {"ours": "auto", "torch": "torch"}
+# The plain-PyTorch baseline may pin one SDPA backend: torch[flash], torch[cudnn], torch[efficient]
+# (torch = torch[default], PyTorch's own pick). bench/gpu_suite.sh pins the one bench.kernels found
+# fastest, so the baseline is the best plain PyTorch can do on the card.
+SDPA_PINS = ("default", "flash", "cudnn", "efficient")
 
 
 def parse_variant(text: str) -> tuple[str, bool]:
+    """'BACKEND+MODE' -> (BACKEND, compiled); BACKEND may carry an SDPA pin: torch[cudnn]+compile."""
     backend, _, mode = text.partition("+")
-    if backend not in BACKENDS or mode not in ("compile", "eager"):
-        raise ValueError(f"variant {text!r}: write BACKEND+MODE with BACKEND in {sorted(BACKENDS)} and "
-                         f"MODE compile or eager, e.g. ours+compile")
+    base, _, pin = backend.partition("[")
+    ok = base in BACKENDS and mode in ("compile", "eager")
+    if pin:
+        ok = ok and base == "torch" and pin.endswith("]") and pin[:-1] in SDPA_PINS
+    if not ok:
+        raise ValueError(f"variant {text!r}: write BACKEND+MODE with BACKEND in {sorted(BACKENDS)} "
+                         f"(torch may pin an SDPA backend: torch[{'|'.join(SDPA_PINS)}]) and MODE compile "
+                         f"or eager, e.g. ours+compile or torch[flash]+compile")
+    if pin == "default]":
+        backend = base
     return backend, mode == "compile"
+
+
+def _sdpa_pin(backend: str) -> str:
+    """'torch[cudnn]' -> 'cudnn'; '' when nothing is pinned."""
+    return backend.partition("[")[2].rstrip("]")
+
+
+# Runs `python -m train` with one SDPA backend enabled (math stays on as the fallback of last resort).
+# The global switches are read when SDPA picks its kernel, also while torch.compile traces the model.
+_PINNED_TRAIN = """import runpy, sys, torch
+pin = sys.argv.pop(1)
+torch.backends.cuda.enable_flash_sdp(pin == "flash")
+torch.backends.cuda.enable_cudnn_sdp(pin == "cudnn")
+torch.backends.cuda.enable_mem_efficient_sdp(pin == "efficient")
+torch.backends.cuda.enable_math_sdp(True)
+print(f"[bench.train] SDPA pinned to {pin}", file=sys.stderr, flush=True)
+runpy.run_module("train", run_name="__main__", alter_sys=True)
+"""
 
 
 def write_synthetic(folder: Path, vocab: int, n_tokens: int, seed: int = 0) -> Path:
@@ -89,21 +119,25 @@ def median_row(rows: list[dict]) -> dict:
 
 def run_variant(args, backend: str, compiled: bool, data_dir: Path, work: Path, rep: int = 0) -> dict:
     name = f"{backend}+{'compile' if compiled else 'eager'}"
-    out_dir = work / f"{name.replace('+', '-')}-{rep}"
+    slug = name.replace("+", "-").replace("[", "-").replace("]", "")
+    out_dir = work / f"{slug}-{rep}"
     sets = [f"data.dir={data_dir}", f"train.out_dir={out_dir}", f"train.compile={str(compiled).lower()}",
             f"train.max_seconds={args.seconds}", "train.max_steps=1000000000", "train.ckpt_interval=-1",
             "train.eval_interval=0", "data.val_split=none", "train.progress=false",
             f"train.log_interval={args.log_interval}", *args.set]
-    env = {**os.environ, "KERNELS_BACKEND": BACKENDS[backend]}
-    cmd = [sys.executable, "-m", "train", "--config", args.config, "--set", *sets]
-    print(f"[bench.train] {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+    env = {**os.environ, "KERNELS_BACKEND": BACKENDS[backend.partition("[")[0]]}
+    pin = _sdpa_pin(backend)
+    launcher = ["-c", _PINNED_TRAIN, pin] if pin else ["-m", "train"]
+    cmd = [sys.executable, *launcher, "--config", args.config, "--set", *sets]
+    print(f"[bench.train] {name}: {' '.join(cmd[1:]) if not pin else 'SDPA ' + pin + ': train ' + ' '.join(cmd[4:])}",
+          file=sys.stderr, flush=True)
     t0 = time.time()
     try:
         res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=args.seconds + args.startup_timeout)
     except subprocess.TimeoutExpired:
         return {"variant": name, "status": f"timeout after {time.time() - t0:.0f}s"}
-    (work / f"{name.replace('+', '-')}-{rep}.log").write_text(res.stdout + res.stderr)
+    (work / f"{slug}-{rep}.log").write_text(res.stdout + res.stderr)
     if res.returncode != 0:
         tail = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
         return {"variant": name, "status": f"failed (rc {res.returncode}): {tail[:300]}"}
@@ -217,8 +251,11 @@ def main(argv=None) -> int:
         w.writerows(rows)
     by_name = {r["variant"]: r for r in rows if r["status"] == "ok"}
     ratios = {}
-    for a, b in [("ours+compile", "torch+compile"), ("ours+eager", "torch+eager"),
-                 ("torch+compile", "torch+eager"), ("ours+compile", "ours+eager")]:
+    pairs = [("ours+compile", "torch+compile"), ("ours+eager", "torch+eager"),
+             ("torch+compile", "torch+eager"), ("ours+compile", "ours+eager")]
+    pairs += [(f"ours+{m}", v) for v in by_name for m in ("compile", "eager")
+              if v.startswith("torch[") and v.endswith("+" + m)]
+    for a, b in pairs:
         if a in by_name and b in by_name:
             ratios[f"{a} / {b}"] = by_name[a]["tokens_per_s"] / by_name[b]["tokens_per_s"]
     (out / "train.json").write_text(json.dumps({"meta": meta, "rows": rows, "ratios": ratios}, indent=2) + "\n")

@@ -1,0 +1,215 @@
+"""The GPU suite's CPU-checkable parts: its plan, the attention sweep's decision logic, the decisions
+file it writes, the SDPA baseline bookkeeping, the pinned-SDPA training launcher, bench.explain,
+and that nothing on its path imports `datasets` (the GPU machine has none)."""
+import importlib
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from kernels.backend import triton_interpreting
+
+ROOT = Path(__file__).resolve().parents[1]
+attn_mod = importlib.import_module("kernels.attention")
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("OUT", "SUITE_SKIP")}
+    env.update(extra)
+    return env
+
+
+def test_dry_run_plan_fits_the_budget():
+    res = subprocess.run(["bash", "bench/gpu_suite.sh", "--dry-run"], cwd=ROOT, capture_output=True,
+                         text=True, env=_env(), timeout=60)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    for step in ("env", "build", "cuda_attention_d128", "cuda_attention_rest", "cuda_kernels", "sweep_warm",
+                 "explain", "train_warm", "sweep", "kernels", "train"):
+        assert re.search(rf"\[dry-run\] +(\| )?{step} \(limit \d+s", out), f"step {step} not planned:\n{out}"
+    total = int(re.search(r"total of the time limits: (\d+)s", out).group(1))
+    assert total <= 500, out
+    assert "--write-tuned" in out and "KERNELS_TUNED" not in out.split("[dry-run] sweep ")[0]
+    assert "-m cuda" in out and "--continue-on-collection-errors" in out
+
+
+def test_dry_run_rejects_unknown_options():
+    res = subprocess.run(["bash", "bench/gpu_suite.sh", "--bogus"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=30)
+    assert res.returncode == 2 and "unknown option" in res.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# The sweep's decision logic, driven through the interpreter with a fake timer
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp2:RuntimeWarning")
+def test_sweep_decides_and_checks_every_variant(monkeypatch):
+    if not triton_interpreting():
+        pytest.skip("run with TRITON_INTERPRET=1 to drive the sweep through the Triton interpreter")
+    from bench import attention_cases as ac
+
+    monkeypatch.setenv("KERNELS_BACKEND", "triton")
+    monkeypatch.setattr(ac, "SWEEP_CANDIDATES", {64: {"forward": [(64, 64, 4, 3)], "dkdv": [(64, 64, 4, 3)],
+                                                      "dq": [(64, 64, 4, 3)]}})
+    # Plan order: table, reverse, longest_first, forward, dkdv, dq candidates, then the combination.
+    times = iter([(10.0, 4.0), (9.0, 4.0), (9.9, 4.0), (10.0, 3.0), (10.5, 4.0), (8.5, 4.0), (8.0, 3.0)])
+    calls = []
+
+    def fake_bench(fb, fwd, grads):
+        calls.append(1)
+        return next(times)
+    lines = []
+    res = ac.sweep_head_dim(64, 128, torch.float16, deadline=float("inf"), log=lines.append, device="cpu",
+                            capability=(9, 0), heads=(1, 2), bench=fake_bench)
+    assert len(calls) == 7, lines
+    assert res["entry"] == {"forward": [64, 64, 4, 3], "dq": [64, 64, 4, 3], "schedule": "reverse"}, lines
+    assert all(r["status"] == "ok" and r["max_rel_diff"] < 2e-2 for r in res["results"].values()), res
+    assert res["chosen_ms"] == 8.0 and res["table_ms"] == 10.0
+
+
+def test_sweep_plan_covers_orders_and_candidates():
+    from bench import attention_cases as ac
+
+    for d in ac.SWEEP_CANDIDATES:
+        table = attn_mod.pick_configs((9, 0), d, torch.bfloat16)
+        plan = ac.sweep_plan(d, table)
+        labels = [label for label, _ in plan]
+        assert labels[:3] == ["table", "schedule=reverse", "schedule=longest_first"]
+        assert len(set(labels)) == len(labels)
+        n_cands = sum(1 for kind, tiles in ac.SWEEP_CANDIDATES[d].items() for t in tiles
+                      if attn_mod.TileConfig(*t) != getattr(table, kind))
+        assert len(plan) == 3 + n_cands
+        for t in (t for tiles in ac.SWEEP_CANDIDATES[d].values() for t in tiles):
+            assert attn_mod._tile(list(t), None) == attn_mod.TileConfig(*t)  # loadable as a decision
+
+
+def test_write_tuned_merges_and_is_readable(monkeypatch, tmp_path):
+    from bench import attention_cases as ac
+
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"attention": {"sm_80": {"64": {"schedule": "reverse"}},
+                                              "sm_90": {"32": {"schedule": "reverse"}}}}))
+    out = tmp_path / "out" / "tuned.json"
+    ac.write_tuned(out, "sm_90", {128: {"dkdv": [32, 128, 8, 3]}, 64: {}}, {"device": "test"}, base)
+    data = json.loads(out.read_text())
+    assert data["attention"]["sm_80"] == {"64": {"schedule": "reverse"}}            # other cards kept
+    assert data["attention"]["sm_90"]["128"] == {"dkdv": [32, 128, 8, 3]}
+    assert data["attention"]["sm_90"]["64"] == {} and "32" in data["attention"]["sm_90"]
+    assert data["measured"]["sm_90"] == {"device": "test"}
+    monkeypatch.setenv("KERNELS_TUNED", str(out))
+    monkeypatch.delenv("KERNELS_ATTENTION_SCHEDULE", raising=False)
+    attn_mod._load_tuned.cache_clear()
+    assert attn_mod.pick_configs((9, 0), 128, torch.bfloat16).dkdv == attn_mod.TileConfig(32, 128, 8, 3)
+    assert attn_mod.pick_configs((9, 0), 64, torch.bfloat16) == attn_mod.pick_configs((9, 0), 64, torch.bfloat16)
+
+
+# ----------------------------------------------------------------------------------------------
+# SDPA baseline bookkeeping (bench.kernels / bench.attention_cases)
+# ----------------------------------------------------------------------------------------------
+
+def test_sdpa_info_records_unavailable_backends_without_raising():
+    from bench import attention_cases as ac
+
+    info = ac.sdpa_info(1, 2, 32, 16, torch.float32, "cpu")
+    assert set(info["backends"]) == set(ac.SDPA_BACKENDS)
+    assert info["default_backend"] in ("flash", "efficient", "cudnn", "math")
+    # on CPU at least cuDNN cannot run: recorded as unavailable, not raised
+    assert info["backends"]["sdpa-cudnn"].startswith("unavailable")
+
+
+def test_sdpa_report_and_target_lines(monkeypatch):
+    from bench import attention_cases as ac
+    from bench import kernels as bk
+
+    shape = ac.shape_label(16, 32, 1024, 64)
+    rows = [dict(op="attention", shape=shape, mode="forward+backward", provider=p, metric=m, value=v)
+            for p, m, v in [("ours", "ms", "10"), ("ours", "TFLOP/s", "300"), ("pytorch", "ms", "12"),
+                            ("sdpa-flash", "ms", "12"), ("sdpa-cudnn", "ms", "8"), ("reference", "ms", "100")]]
+    monkeypatch.setattr(bk, "SDPA_INFO", {shape: {"default_backend": "flash",
+                                                 "backends": {"sdpa-flash": "ok", "sdpa-cudnn": "ok",
+                                                              "sdpa-efficient": "unavailable: x"}}})
+    rep = bk.sdpa_report(rows)
+    assert rep["shapes"][shape]["fastest_fwd_bwd"] == "sdpa-cudnn"
+    assert rep["training_baseline"] == "cudnn" and rep["training_baseline_shape"] == shape
+    assert math.isnan(rep["shapes"][shape]["fwd_bwd_ms"]["sdpa-efficient"])
+    lines = bk.sdpa_lines(rows)
+    assert any("default picks flash" in ln and "unavailable: sdpa-efficient" in ln for ln in lines)
+    (line,) = ac.target_lines(rows, "ours", bk._value)
+    assert "1.20x SDPA-flash's speed" in line and "0.80x SDPA-cuDNN's" in line
+
+
+def test_bench_kernels_cpu_smoke_with_op_list(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    res = subprocess.run([sys.executable, "-m", "bench.kernels", "--device", "cpu", "--op", "attention",
+                          "--no-plots", "--budget-s", "600", "--out", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300,
+                         env=_env(TRITON_INTERPRET="0", KERNELS_BACKEND="torch"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert list(tmp_path.glob("kernels-*.csv"))
+    bad = subprocess.run([sys.executable, "-m", "bench.kernels", "--op", "attention,nope"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# Nothing on the suite's path needs `datasets`; the pinned-SDPA training launcher; bench.explain
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def no_datasets(tmp_path):
+    """A PYTHONPATH on which `import datasets` fails, as on the GPU machine (inherited by children)."""
+    fake = tmp_path / "blocked" / "datasets"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('datasets is not installed on the GPU machine')\n")
+    return os.pathsep.join([str(fake.parent), str(ROOT)])
+
+
+def test_suite_modules_import_without_datasets(no_datasets):
+    code = ("import bench.train, bench.kernels, bench.attention_cases, bench.explain, train.loop, "
+            "train.config, data.shards, gpt.model, kernels; import train.__main__")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=180,
+                         env=_env(PYTHONPATH=no_datasets))
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_pinned_sdpa_training_run_without_datasets(no_datasets, tmp_path):
+    """bench.train end to end on CPU, with the baseline's SDPA pinned (the launcher the suite uses),
+    on synthetic data, with `datasets` unimportable."""
+    res = subprocess.run([sys.executable, "-m", "bench.train", "--config", "tiny", "--synthetic", "--vocab", "512",
+                          "--seconds", "2", "--skip-logs", "1", "--log-interval", "2", "--startup-timeout", "240",
+                          "--variants", "torch[flash]+eager", "--set", "train.device=cpu",
+                          "--out", str(tmp_path / "out")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env=_env(PYTHONPATH=no_datasets))
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    rows = json.loads((tmp_path / "out" / "train.json").read_text())["rows"]
+    assert rows[0]["variant"] == "torch[flash]+eager" and rows[0]["status"] == "ok"
+    log = next((tmp_path / "out").glob("torch-flash-eager-0.log")).read_text()
+    assert "SDPA pinned to flash" in log
+
+
+def test_parse_variant_pins():
+    from bench.train import parse_variant
+
+    assert parse_variant("torch[cudnn]+compile") == ("torch[cudnn]", True)
+    assert parse_variant("torch[default]+eager") == ("torch", False)
+    for bad in ("ours[flash]+compile", "torch[fast]+compile", "torch[flash+compile", "torch+fast"):
+        with pytest.raises(ValueError):
+            parse_variant(bad)
+
+
+def test_explain_counts_graph_breaks_on_cpu(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "bench.explain", "--preset", "tiny", "--batch-size", "2",
+                          "--device", "cpu", "--backend", "torch", "--json", str(tmp_path / "e.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=_env())
+    (r,) = json.loads((tmp_path / "e.json").read_text())
+    assert "error" not in r, r
+    assert r["graph_count"] >= 1 and r["graph_break_count"] >= 0
+    assert res.returncode == (0 if r["graph_break_count"] == 0 and r["graph_count"] == 1 else 1), res.stdout

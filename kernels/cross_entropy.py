@@ -229,13 +229,14 @@ def _cross_entropy_backward(ctx, grad_output, _dgrad):
     (grad,) = ctx.saved_tensors
     # "none": one factor per row (targets may be shaped unlike logits' leading dims).
     scale = grad_output.reshape(*grad.shape[:-1], 1) if ctx.reduction == "none" else grad_output
-    if torch.compiler.is_compiling():
-        # Traced: out of place (the compiler plans the buffers itself).
+    if type(grad) is not torch.Tensor or torch.compiler.is_compiling():
+        # Traced (AOTAutograd hands the backward functional/fake tensor subclasses; opcheck's
+        # AOT check does so without Dynamo, where is_compiling() is False): out of place, since a
+        # traced graph may not write into its saved inputs; the compiler plans the buffers itself.
         return grad * scale.to(grad.dtype), None, None, None, None, None, None
     # Eager: the buffer is ours and used only here, so scale it in place (no second logits-sized
-    # allocation). A second backward
-    # through the same graph (retain_graph) is refused by autograd's version check on the
-    # saved buffer rather than silently scaling it twice.
+    # allocation). A second backward through the same graph (retain_graph) is refused by
+    # autograd's version check on the saved buffer rather than silently scaling it twice.
     return grad.mul_(scale.to(grad.dtype)), None, None, None, None, None, None
 
 

@@ -23,7 +23,7 @@ sources and runs this CLI from its own entry point (text2sql/prepare.py: `python
         return {"train": [...], "val": [...]}   # split name -> documents
 
     register_source(Source("mine", "one line of --help", load, add_arguments,
-                           special_tokens=("<|schema|>", ...)))
+                           special_tokens=("<|answer|>", ...)))
 
 A Document is either a str (every token is learned: pretraining text) or a list of (text, learn)
 segments: `[(prompt, False), (answer, True)]` learns only the answer tokens (the loss mask). Segments may

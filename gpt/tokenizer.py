@@ -1,7 +1,7 @@
 """A byte-level BPE tokenizer: a tiktoken-like Python API over the C++ core in csrc/ (gpt._bpe).
 
-    tok = Tokenizer.train(texts, vocab_size=8192, special_tokens=["<|endoftext|>", "<|sql|>"])
-    ids = tok.encode("SELECT name FROM singer")          # same ids as tok.to_tiktoken().encode(...)
+    tok = Tokenizer.train(texts, vocab_size=8192, special_tokens=["<|endoftext|>", "<|user|>"])
+    ids = tok.encode("How are you?")                    # same ids as tok.to_tiktoken().encode(...)
     tok.decode(ids); tok.save("tok.tiktoken"); Tokenizer.load("tok.tiktoken")
     gpt2 = Tokenizer.from_gpt2("encoder.json", "vocab.bpe")
 

@@ -261,3 +261,24 @@ def test_gpu_training_loss_falls(byte_data, tmp_path, dtype, compiled):
     state = load_checkpoint(tmp_path)
     assert (state["scaler"] is not None) == (dtype == "fp16")
     assert summary["tokens_per_s"] > 0
+
+
+# ---------------------------------------------------------------- the data's facts (meta.json)
+
+def test_block_size_comes_from_the_data_and_a_disagreeing_config_is_one_line(tmp_path):
+    """Data packed for a block size (text-to-SQL examples, window by window) fixes the model's context:
+    training takes it from meta.json, and a config that says otherwise stops with both values named;
+    the checkpoint carries the data's facts on to evaluation and sampling."""
+    rng = random.Random(1)
+    ids = np.frombuffer(sentences(rng, 20_000), np.uint8)
+    data = tmp_path / "packed"
+    write_dataset(data, {"train": [(ids, None)]}, vocab_size=256, eos_id=10, block_size=48, max_sql_tokens=16)
+    run(config(data, tmp_path / "run", "train.max_steps=1", "train.ckpt_interval=0"))
+    state = load_checkpoint(tmp_path / "run")
+    assert state["model_config"]["block_size"] == 48
+    assert state["data_meta"]["block_size"] == 48 and state["data_meta"]["max_sql_tokens"] == 16
+    res = cli("--config", "tiny", "--set", f"data.dir={data}", f"train.out_dir={tmp_path / 'r2'}",
+              "model.block_size=64", "train.max_steps=1")
+    assert res.returncode == 2
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "64" in last and "48" in last and "block_size" in last, res.stderr

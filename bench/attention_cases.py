@@ -498,6 +498,12 @@ def main(argv=None) -> int:
         from kernels.attention import TUNED_PATH
 
         write_tuned(args.write_tuned, arch, decisions, measured, TUNED_PATH)
+        # a marker the suite reads: run the CUDA attention tests again with the new decisions
+        changed = args.write_tuned.parent / "tuned_changed"
+        if any(decisions.values()):
+            changed.write_text(json.dumps({str(k): v for k, v in decisions.items()}) + "\n")
+        elif changed.exists():
+            changed.unlink()
         print(f"decisions for {arch}: {json.dumps({str(k): v for k, v in decisions.items()})}")
         print(f"wrote {args.write_tuned} (copy it to kernels/tuned.json to apply)")
     print(f"sweep done in {time.time() - start:.0f}s")

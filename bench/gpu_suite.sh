@@ -17,7 +17,9 @@
 #               CUDA tests in 4 pytest processes; the attention sweep's kernels compiled into Triton's
 #               cache; torch._dynamo.explain of GPT-2 124M (graph breaks); a short torch.compile
 #               warm-up of both training variants (fills Inductor's cache, niced)
-#   3 sweep     the attention variants timed (launch orders, tiles); winners -> <out>/tuned.json
+#   3 sweep     the attention variants timed (launch orders, tiles); winners -> <out>/tuned.json;
+#               when a decision changed, the CUDA attention tests again with it (tuned_check); a
+#               decision that fails them is not applied (renamed tuned.rejected.json)
 #   4 kernels   target shapes with the winners: ours / reference / SDPA (default + each backend
 #               pinned) / torch.compile(reference); card copy bandwidth and bf16 matmul rate
 #   5 train     GPT-2 124M T=1024 bf16 compiled, our kernels (with the winners) vs plain PyTorch
@@ -27,6 +29,13 @@
 # SUITE_SKIP="build kernels" leaves steps out; PYTHON picks the interpreter (default: python).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+# internal: --after-build RC_FILE COMMAND... waits until the build step has written RC_FILE, then runs
+if [ "${1:-}" = "--after-build" ]; then
+  while [ ! -f "$2" ]; do sleep 1; done
+  shift 2
+  exec "$@"
+fi
 
 DRY=0 QUICK=0 PACK=0 FULL_KERNELS=0
 for arg in "$@"; do
@@ -55,9 +64,11 @@ export TRITON_DEFAULT_FP_FUSION=${TRITON_DEFAULT_FP_FUSION:-1}  # triton 3.9 war
 # specialisations plus the LayerNorm/cross-entropy kernels and two torch.compile tests (split over
 # 4 processes); the build is ~30-60 s; the sweep warm-up compiles ~40 kernel configs in 4 processes.
 LIM_ENV=20
-LIM_PREPARE=200       # the whole parallel group (each member has its own limit below, all <= this)
-LIM_BUILD=150 LIM_TESTS=200 LIM_WARM=170 LIM_EXPLAIN=120 LIM_TRAIN_WARM=200
+LIM_PREPARE=190       # the whole parallel group (each member has its own limit below, all <= this)
+LIM_BUILD=150 LIM_TESTS=190 LIM_WARM=170 LIM_EXPLAIN=120 LIM_TRAIN_WARM=190
 LIM_SWEEP=60 SWEEP_BUDGET=40
+LIM_TUNED_CHECK=50    # only when the sweep changed a decision and >= TUNED_CHECK_MIN_LEFT s are left
+TUNED_CHECK_MIN_LEFT=230
 LIM_KERNELS=100 KERNELS_BUDGET=70
 [ "$QUICK" = 1 ] && { LIM_SWEEP=40; SWEEP_BUDGET=25; }
 [ "$FULL_KERNELS" = 1 ] && { LIM_KERNELS=200; KERNELS_BUDGET=170; }
@@ -159,16 +170,23 @@ run_step env $LIM_ENV bash -c "nvidia-smi -L; r=\$?; nvidia-smi --query-gpu=name
 [ "$DRY" = 1 ] && { echo "[dry-run] prepare (limit ${LIM_PREPARE}s for the group; members in parallel):"; PLANNED=$(( PLANNED + LIM_PREPARE )); }
 bg_step build $LIM_BUILD $PY -m pip install --no-build-isolation --no-deps -e .
 [ -n "$ATTN_FILES" ] && bg_step cuda_attention_d128 $LIM_TESTS "${PYTEST[@]}" -k "d128" $ATTN_FILES
-[ -n "$ATTN_FILES" ] && bg_step cuda_attention_rest $LIM_TESTS "${PYTEST[@]}" -k "not d128" $ATTN_FILES
+[ -n "$ATTN_FILES" ] && bg_step cuda_attention_d64 $LIM_TESTS "${PYTEST[@]}" -k "d64 and not d128" $ATTN_FILES
+[ -n "$ATTN_FILES" ] && bg_step cuda_attention_rest $LIM_TESTS "${PYTEST[@]}" -k "not d128 and not d64" $ATTN_FILES
 [ -n "$KERNEL_FILES" ] && bg_step cuda_kernels $LIM_TESTS "${PYTEST[@]}" $KERNEL_FILES
-[ -n "$OTHER_FILES" ] && bg_step cuda_other $LIM_TESTS "${PYTEST[@]}" $OTHER_FILES
 bg_step sweep_warm $LIM_WARM $PY -m bench.attention_cases --warm --jobs 4
 bg_step explain $LIM_EXPLAIN $PY -m bench.explain --json "$RESULTS/explain.json"
+# The trainer imports the tokenizer's C++ extension (train/checkpoint.py -> gpt.tokenizer -> gpt._bpe):
+# these steps start when the build has ended (their limits include the wait).
+AFTER_BUILD=(bash bench/gpu_suite.sh --after-build "$RESULTS/build.rc")
+skipped build && AFTER_BUILD=()
+[ -n "$OTHER_FILES" ] && bg_step cuda_other $LIM_TESTS "${AFTER_BUILD[@]}" "${PYTEST[@]}" $OTHER_FILES
 # Fills Inductor's and Triton's caches for the training step (niced: the tests come first). Its own
 # numbers are thrown away.
-bg_step train_warm $LIM_TRAIN_WARM nice -n 10 $PY -m bench.train --config gpt2-124m --synthetic \
-  --seconds 3 --skip-logs 0 --log-interval 5 --startup-timeout 190 --variants ours+compile torch+compile \
-  --set train.batch_size=16 train.grad_accum=1 --out /tmp/gpu-suite-train-warm
+for v in ours torch; do
+  bg_step train_warm_$v $LIM_TRAIN_WARM "${AFTER_BUILD[@]}" nice -n 10 $PY -m bench.train --config gpt2-124m --synthetic \
+    --seconds 3 --skip-logs 0 --log-interval 5 --startup-timeout $(( LIM_TRAIN_WARM - 10 )) \
+    --variants $v+compile --set train.batch_size=16 train.grad_accum=1 --out /tmp/gpu-suite-train-warm-$v
+done
 wait_group
 
 # 3. the attention sweep: launch orders and tiles timed at T=4096, D=128 then 64; winners -> tuned.json
@@ -176,6 +194,24 @@ run_step sweep $LIM_SWEEP $PY -m bench.attention_cases --sweep --budget-s $SWEEP
   --write-tuned "$RESULTS/tuned.json" --json "$RESULTS/sweep.json"
 TUNED_ENV=()
 [ -f "$RESULTS/tuned.json" ] && TUNED_ENV=(env "KERNELS_TUNED=$RESULTS/tuned.json")
+
+# 3b. when the sweep changed a decision: the CUDA attention tests (bf16/fp16, ragged shapes
+#     included) again, with the decisions file in force, before anything is measured with it
+if [ "$DRY" = 1 ]; then
+  run_step tuned_check $LIM_TUNED_CHECK env KERNELS_TUNED="$RESULTS/tuned.json" "${PYTEST[@]}" \
+    -k "cuda_matches_reference and (bfloat16 or float16) and (d128 or d64)" $ATTN_FILES
+elif [ -f "$RESULTS/tuned_changed" ] && [ "$(left)" -ge "$TUNED_CHECK_MIN_LEFT" ]; then
+  run_step tuned_check $LIM_TUNED_CHECK "${TUNED_ENV[@]}" "${PYTEST[@]}" \
+    -k "cuda_matches_reference and (bfloat16 or float16) and (d128 or d64)" $ATTN_FILES
+  if ! grep -q "|ok|" <<<"${STEPS[-1]}"; then
+    # a decision that fails (or cannot finish) the tests is not applied: measure with the table
+    mv "$RESULTS/tuned.json" "$RESULTS/tuned.rejected.json"
+    TUNED_ENV=()
+    echo "   tuned_check did not pass: the decisions are NOT applied (kept as tuned.rejected.json)"
+  fi
+elif [ -f "$RESULTS/tuned_changed" ]; then
+  STEPS+=("tuned_check|SKIPPED: $(left)s left (decisions untested on ragged shapes)|0")
+fi
 
 # 4. kernel benchmarks at the target shapes, with the winners; attention first (this run's focus)
 KOPS=attention,layernorm,linear_cross_entropy,cross_entropy
@@ -203,12 +239,16 @@ else
   SECONDS_PER_RUN=$(( (LIMIT - 10 - 2 * RUN_OVERHEAD) / 2 ))
   [ "$SECONDS_PER_RUN" -gt "$TRAIN_MAX_SECONDS" ] && SECONDS_PER_RUN=$TRAIN_MAX_SECONDS
 fi
+# Each run is killed by bench.train itself after SECONDS_PER_RUN + STARTUP seconds, so that two runs
+# end inside the step's limit and a slow (cold) compile costs one run, not the step's whole output.
+STARTUP=$(( (LIMIT - 10) / 2 - SECONDS_PER_RUN ))
+[ "$STARTUP" -lt 20 ] && STARTUP=20
 if [ "$SECONDS_PER_RUN" -lt 5 ]; then
   STEPS+=("train|SKIPPED: $(left)s left of ${BUDGET}s|0")
 else
   run_step train "$LIMIT" "${TUNED_ENV[@]}" $PY -m bench.train --config gpt2-124m \
     --synthetic --seconds "$SECONDS_PER_RUN" --skip-logs 2 --log-interval 10 \
-    --startup-timeout $(( RUN_OVERHEAD + 60 )) --variants ours+compile "$BASELINE" \
+    --startup-timeout $STARTUP --variants ours+compile "$BASELINE" \
     --set train.batch_size=16 train.grad_accum=1 --out "$RESULTS/train"
 fi
 
@@ -223,7 +263,7 @@ fi
     printf '%-22s %-40s %8s\n' "$name" "$status" "$secs"
   done
   [ "$DRY" = 1 ] && echo "total of the time limits: ${PLANNED}s (env + prepare group + sweep + kernels + train; budget ${BUDGET}s: every limit is also cut to the budget's deadline, and train gets what is left)"
-  for t in cuda_attention_d128 cuda_attention_rest cuda_kernels cuda_other; do
+  for t in cuda_attention_d128 cuda_attention_d64 cuda_attention_rest cuda_kernels cuda_other tuned_check; do
     [ -f "$RESULTS/$t.log" ] || continue
     echo; echo "-- $t:"; grep -E '^(FAILED|ERROR)|(passed|failed|error|skipped|deselected) in ' "$RESULTS/$t.log" | tail -n 12
   done

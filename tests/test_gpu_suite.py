@@ -30,8 +30,9 @@ def test_dry_run_plan_fits_the_budget():
                          text=True, env=_env(), timeout=60)
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    for step in ("env", "build", "cuda_attention_d128", "cuda_attention_rest", "cuda_kernels", "sweep_warm",
-                 "explain", "train_warm", "sweep", "kernels", "train"):
+    for step in ("env", "build", "cuda_attention_d128", "cuda_attention_d64", "cuda_attention_rest",
+                 "cuda_kernels", "sweep_warm", "explain", "train_warm_ours", "train_warm_torch", "sweep",
+                 "tuned_check", "kernels", "train"):
         assert re.search(rf"\[dry-run\] +(\| )?{step} \(limit \d+s", out), f"step {step} not planned:\n{out}"
     total = int(re.search(r"total of the time limits: (\d+)s", out).group(1))
     assert total <= 500, out
@@ -213,3 +214,42 @@ def test_explain_counts_graph_breaks_on_cpu(tmp_path):
     assert "error" not in r, r
     assert r["graph_count"] >= 1 and r["graph_break_count"] >= 0
     assert res.returncode == (0 if r["graph_break_count"] == 0 and r["graph_count"] == 1 else 1), res.stdout
+
+
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+# Stands in for python on a CPU machine: records each call, writes the files the suite reads next.
+echo "$*" >> "$FAKE_LOG"
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[$i]}" in
+    --write-tuned) f=${args[$((i + 1))]}; echo '{"attention": {"sm_90": {"128": {"schedule": "reverse"}}}}' > "$f"
+                   echo '{"128": {"schedule": "reverse"}}' > "$(dirname "$f")/tuned_changed" ;;
+    --out) mkdir -p "${args[$((i + 1))]}"
+           case "$*" in *bench.kernels*) echo '{"training_baseline": "cudnn"}' > "${args[$((i + 1))]}/sdpa.json" ;; esac ;;
+  esac
+done
+case "$*" in *"-c "*) echo '{"training_baseline": "cudnn"}' >/dev/null; echo cudnn ;; esac
+exit 0
+"""
+
+
+def test_suite_runs_end_to_end_with_a_fake_python(tmp_path):
+    """The bash plumbing: the parallel group, the wait for the build, the decisions file and its
+    check, the SDPA pin handed to the training step, the summary and --pack."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    out, log = tmp_path / "out", tmp_path / "calls.log"
+    res = subprocess.run(["bash", "bench/gpu_suite.sh", "--pack"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, env=_env(PYTHON=str(fake), OUT=str(out), FAKE_LOG=str(log),
+                                               PATH=f"{tmp_path}:{os.environ['PATH']}"))
+    summary = (out / "summary.txt").read_text()
+    calls = log.read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["results.tar.gz", "summary.txt", "tuned.json"], summary
+    for step in ("build", "cuda_attention_d128", "cuda_other", "sweep_warm", "explain", "train_warm_ours",
+                 "sweep", "tuned_check", "kernels", "train"):
+        assert re.search(rf"^{step} +ok ", summary, re.M), f"{step} not ok:\n{summary}"
+    assert f"KERNELS_TUNED" not in calls  # passed through env, not as an argument
+    assert "--variants ours+compile torch[cudnn]+compile" in calls
+    assert "-m pip install --no-build-isolation --no-deps -e ." in calls
+    assert res.returncode in (0, 1)  # env fails without nvidia-smi on a CPU machine

@@ -44,9 +44,9 @@ def targets(shape, v, device, seed, ignore_every=0):
     return t.to(device)
 
 
-def opcheck(op, args):
+def opcheck(op, args, kwargs=None):
     # Raises OpCheckError naming the failed check; every check must report SUCCESS.
-    result = torch.library.opcheck(op, args)
+    result = torch.library.opcheck(op, args, kwargs)
     assert set(result.values()) == {"SUCCESS"}, result
 
 
@@ -122,18 +122,28 @@ def test_linear_cross_entropy_backward_opcheck(device):
             (x, w, t, b, up, -100, 8, torch.float32, True, True, True))
 
 
+def attention_variants():
+    """Keyword arguments beyond (q, k, v, causal, scale) that the attention ops take: both
+    backwards when the ops have a `deterministic` switch (dQ by atomics or not), else none."""
+    names = [a.name for a in torch.ops.text2sql.flash_attention_forward.default._schema.arguments]
+    if "deterministic" in names:
+        return [{"deterministic": True}, {"deterministic": False}]
+    return [{}]
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("causal", [True, False])
-def test_attention_opcheck(device, causal):
+@pytest.mark.parametrize("extra", attention_variants(), ids=str)
+def test_attention_opcheck(device, causal, extra):
     # T_Q != T_K: the causal mask aligns to the end (a decoding step over a cache).
     q = rand(1, 2, 20, 16, device=device, seed=21)
     k, v = rand(1, 2, 27, 16, device=device, seed=22), rand(1, 2, 27, 16, device=device, seed=23)
-    opcheck(attn.flash_attention_forward, (q, k, v, causal, 0.25))
+    opcheck(attn.flash_attention_forward, (q, k, v, causal, 0.25), extra)
     with torch.no_grad():
-        o, lse2 = attn.flash_attention_forward(q, k, v, causal, 0.25)
+        o, lse2 = attn.flash_attention_forward(q, k, v, causal, 0.25, **extra)
     do = rand(1, 2, 20, 16, device=device, seed=24, requires_grad=False)
     opcheck(attn.flash_attention_backward,
-            (do, q.detach(), k.detach(), v.detach(), o, lse2, causal, 0.25))
+            (do, q.detach(), k.detach(), v.detach(), o, lse2, causal, 0.25), extra)
 
 
 # ---- torch.compile: one graph, one node per kernel call ----

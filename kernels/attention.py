@@ -176,11 +176,11 @@ def _attn_fwd(Q, K, V, O, LSE,
 
 @triton.jit
 def _attn_fwd_scheduled(Q, K, V, O, LSE,
-              stride_qb, stride_qh, stride_qt, stride_qd,
-              stride_kb, stride_kh, stride_kt, stride_kd,
-              stride_vb, stride_vh, stride_vt, stride_vd,
-              stride_ob, stride_oh, stride_ot, stride_od,
-              H, T_Q, T_K, qk_scale,
+                        stride_qb, stride_qh, stride_qt, stride_qd,
+                        stride_kb, stride_kh, stride_kt, stride_kd,
+                        stride_vb, stride_vh, stride_vt, stride_vd,
+                        stride_ob, stride_oh, stride_ot, stride_od,
+                        H, T_Q, T_K, qk_scale,
                         CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                         BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
                         SCHEDULE: tl.constexpr):
@@ -197,11 +197,11 @@ def _attn_fwd_scheduled(Q, K, V, O, LSE,
 
 @triton.jit
 def _attn_fwd_body(Q, K, V, O, LSE,
-              stride_qb, stride_qh, stride_qt, stride_qd,
-              stride_kb, stride_kh, stride_kt, stride_kd,
-              stride_vb, stride_vh, stride_vt, stride_vd,
-              stride_ob, stride_oh, stride_ot, stride_od,
-              H, T_Q, T_K, qk_scale,
+                   stride_qb, stride_qh, stride_qt, stride_qd,
+                   stride_kb, stride_kh, stride_kt, stride_kd,
+                   stride_vb, stride_vh, stride_vt, stride_vd,
+                   stride_ob, stride_oh, stride_ot, stride_od,
+                   H, T_Q, T_K, qk_scale,
                    tile, bh,
                    CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
                    BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
@@ -271,11 +271,14 @@ def _attn_bwd_dkdv_tiles(dk, dv, k, v, Q, DO, LSE, DELTA,
                          stride_qt, stride_qd, stride_dot, stride_dod,
                          lo, hi, offs_n, offs_d, T_Q, T_K, qk_scale,
                          MASKED: tl.constexpr, BLOCK_M: tl.constexpr,
-                         DOT_PRECISION: tl.constexpr):
+                         DOT_PRECISION: tl.constexpr,
+                         DQ, stride_dqt, stride_dqd, sm_scale, ATOMIC_DQ: tl.constexpr):
     """Add to dK, dV of one key tile the query tiles starting at lo, lo+BLOCK_M, .. < hi.
 
     Works on transposed tiles (keys x queries) so that P^T and dS^T come out directly:
-    S2^T = K Q^T, dV += P^T dO, dP^T = V dO^T, dK += dS^T Q (scaled by s once at the end)."""
+    S2^T = K Q^T, dV += P^T dO, dP^T = V dO^T, dK += dS^T Q (scaled by s once at the end).
+    ATOMIC_DQ: also dQ_rows += s * (dS^T)^T K, added atomically to the fp32 buffer DQ (other key
+    tiles add to the same rows). Keys past T_K load as k = 0 and so add nothing to dQ."""
     for start_m in range(lo, hi, BLOCK_M):
         rows = start_m + tl.arange(0, BLOCK_M)
         row_ok = rows < T_Q
@@ -294,6 +297,10 @@ def _attn_bwd_dkdv_tiles(dk, dv, k, v, Q, DO, LSE, DELTA,
         dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PRECISION)
         ds_t = p_t * (dp_t - delta[None, :])
         dk = tl.dot(ds_t.to(q.dtype), q, dk, input_precision=DOT_PRECISION)
+        if ATOMIC_DQ:
+            dq = tl.dot(tl.trans(ds_t.to(k.dtype)), k, input_precision=DOT_PRECISION) * sm_scale
+            tl.atomic_add(DQ + rows[:, None] * stride_dqt + offs_d[None, :] * stride_dqd, dq,
+                          mask=row_ok[:, None], sem="relaxed")
     return dk, dv
 
 
@@ -317,19 +324,20 @@ def _attn_bwd_dkdv(Q, K, V, DO, DK, DV, LSE, DELTA,
                         stride_dkb, stride_dkh, stride_dkt, stride_dkd,
                         stride_dvb, stride_dvh, stride_dvt, stride_dvd,
                         H, T_Q, T_K, sm_scale, qk_scale,
+                        Q, 0, 0, 0, 0,  # no dQ here: the separate dQ kernel computes it
                         tl.program_id(0), tl.program_id(1),
-                        CAUSAL, HEAD_DIM, BLOCK_M, BLOCK_N, DOT_PRECISION)
+                        CAUSAL, HEAD_DIM, BLOCK_M, BLOCK_N, DOT_PRECISION, False)
 
 
 @triton.jit
 def _attn_bwd_dkdv_scheduled(Q, K, V, DO, DK, DV, LSE, DELTA,
-                   stride_qb, stride_qh, stride_qt, stride_qd,
-                   stride_kb, stride_kh, stride_kt, stride_kd,
-                   stride_vb, stride_vh, stride_vt, stride_vd,
-                   stride_dob, stride_doh, stride_dot, stride_dod,
-                   stride_dkb, stride_dkh, stride_dkt, stride_dkd,
-                   stride_dvb, stride_dvh, stride_dvt, stride_dvd,
-                   H, T_Q, T_K, sm_scale, qk_scale,
+                             stride_qb, stride_qh, stride_qt, stride_qd,
+                             stride_kb, stride_kh, stride_kt, stride_kd,
+                             stride_vb, stride_vh, stride_vt, stride_vd,
+                             stride_dob, stride_doh, stride_dot, stride_dod,
+                             stride_dkb, stride_dkh, stride_dkt, stride_dkd,
+                             stride_dvb, stride_dvh, stride_dvt, stride_dvd,
+                             H, T_Q, T_K, sm_scale, qk_scale,
                              CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                              DOT_PRECISION: tl.constexpr, SCHEDULE: tl.constexpr):
@@ -344,7 +352,38 @@ def _attn_bwd_dkdv_scheduled(Q, K, V, DO, DK, DV, LSE, DELTA,
                         stride_dkb, stride_dkh, stride_dkt, stride_dkd,
                         stride_dvb, stride_dvh, stride_dvt, stride_dvd,
                         H, T_Q, T_K, sm_scale, qk_scale,
-                        tile, bh, CAUSAL, HEAD_DIM, BLOCK_M, BLOCK_N, DOT_PRECISION)
+                        Q, 0, 0, 0, 0,
+                        tile, bh, CAUSAL, HEAD_DIM, BLOCK_M, BLOCK_N, DOT_PRECISION, False)
+
+
+@triton.jit
+def _attn_bwd_dkdv_atomic_dq(Q, K, V, DO, DK, DV, LSE, DELTA,
+                             stride_qb, stride_qh, stride_qt, stride_qd,
+                             stride_kb, stride_kh, stride_kt, stride_kd,
+                             stride_vb, stride_vh, stride_vt, stride_vd,
+                             stride_dob, stride_doh, stride_dot, stride_dod,
+                             stride_dkb, stride_dkh, stride_dkt, stride_dkd,
+                             stride_dvb, stride_dvh, stride_dvt, stride_dvd,
+                             H, T_Q, T_K, sm_scale, qk_scale,
+                             DQ, stride_dqb, stride_dqh, stride_dqt, stride_dqd,
+                             CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr,
+                             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                             DOT_PRECISION: tl.constexpr, SCHEDULE: tl.constexpr):
+    """dK, dV as _attn_bwd_dkdv, and dQ in the same pass: each key tile adds its share s * dS K to
+    the fp32 buffer DQ with atomics (5 matmuls per tile pair instead of the 7 of the two-kernel
+    backward, which recomputes S and dP for dQ). The order of those adds varies from run to run,
+    so dQ is not bit-reproducible: only with attention(..., deterministic=False)."""
+    tile, bh = _program_tile(SCHEDULE, False)
+    _attn_bwd_dkdv_body(Q, K, V, DO, DK, DV, LSE, DELTA,
+                        stride_qb, stride_qh, stride_qt, stride_qd,
+                        stride_kb, stride_kh, stride_kt, stride_kd,
+                        stride_vb, stride_vh, stride_vt, stride_vd,
+                        stride_dob, stride_doh, stride_dot, stride_dod,
+                        stride_dkb, stride_dkh, stride_dkt, stride_dkd,
+                        stride_dvb, stride_dvh, stride_dvt, stride_dvd,
+                        H, T_Q, T_K, sm_scale, qk_scale,
+                        DQ, stride_dqb, stride_dqh, stride_dqt, stride_dqd,
+                        tile, bh, CAUSAL, HEAD_DIM, BLOCK_M, BLOCK_N, DOT_PRECISION, True)
 
 
 @triton.jit
@@ -356,9 +395,11 @@ def _attn_bwd_dkdv_body(Q, K, V, DO, DK, DV, LSE, DELTA,
                         stride_dkb, stride_dkh, stride_dkt, stride_dkd,
                         stride_dvb, stride_dvh, stride_dvt, stride_dvd,
                         H, T_Q, T_K, sm_scale, qk_scale,
+                        DQ, stride_dqb, stride_dqh, stride_dqt, stride_dqd,
                         tile, bh,
                         CAUSAL: tl.constexpr, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                        BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+                        BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr,
+                        ATOMIC_DQ: tl.constexpr):
     start_n = tile * BLOCK_N
     b = (bh // H).to(tl.int64)
     h = (bh % H).to(tl.int64)
@@ -368,6 +409,8 @@ def _attn_bwd_dkdv_body(Q, K, V, DO, DK, DV, LSE, DELTA,
     DO += b * stride_dob + h * stride_doh
     LSE += bh.to(tl.int64) * T_Q
     DELTA += bh.to(tl.int64) * T_Q
+    if ATOMIC_DQ:
+        DQ += b * stride_dqb + h * stride_dqh
 
     offs_n = start_n + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
@@ -388,12 +431,13 @@ def _attn_bwd_dkdv_body(Q, K, V, DO, DK, DV, LSE, DELTA,
         dk, dv = _attn_bwd_dkdv_tiles(dk, dv, k, v, Q, DO, LSE, DELTA, stride_qt, stride_qd,
                                       stride_dot, stride_dod, lo, tl.minimum(full_start, T_Q),
                                       offs_n, offs_d, T_Q, T_K, qk_scale, True, BLOCK_M,
-                                      DOT_PRECISION)
+                                      DOT_PRECISION, DQ, stride_dqt, stride_dqd, sm_scale, ATOMIC_DQ)
     else:
         full_start = 0
     dk, dv = _attn_bwd_dkdv_tiles(dk, dv, k, v, Q, DO, LSE, DELTA, stride_qt, stride_qd,
                                   stride_dot, stride_dod, full_start, T_Q, offs_n, offs_d, T_Q,
-                                  T_K, qk_scale, False, BLOCK_M, DOT_PRECISION)
+                                  T_K, qk_scale, False, BLOCK_M, DOT_PRECISION,
+                                  DQ, stride_dqt, stride_dqd, sm_scale, ATOMIC_DQ)
 
     dk = dk * sm_scale
     dk_ptrs = (DK + b * stride_dkb + h * stride_dkh
@@ -538,6 +582,8 @@ class AttentionConfigs:
     dq: TileConfig     # one program per block_m queries, looping over block_n keys
     preprocess_block_m: int = 64
     schedule: str = "natural"  # launch order of the tiles: a key of SCHEDULES
+    # dK/dV kernel that also adds dQ with atomics (deterministic=False); None: the dkdv tile
+    dkdv_atomic: TileConfig | None = None
 
 
 # The launch tables. Why these numbers (sm_80 = A100: 108 SMs, 164 KB shared memory per SM, 64K
@@ -703,18 +749,19 @@ def _flash_forward_impl(q, k, v, causal: bool, scale: float):
 def _launch(natural_kernel, scheduled_kernel, schedule: str, n_tiles: int, n_heads: int, args,
             kwargs) -> None:
     """Launch over (n_tiles, B*H) in the natural order (the original kernel, unchanged) or over the
-    grid SCHEDULES[schedule] needs (the _scheduled twin, same body, other program-id mapping)."""
+    grid SCHEDULES[schedule] needs (the _scheduled twin, same body, other program-id mapping).
+    natural_kernel=None: the scheduled kernel serves the natural order too (SCHEDULE=0)."""
     code = SCHEDULES[schedule]
     if code == 2 and n_tiles > 65535:  # grid dimension 1 holds at most 65535 programs
         code = 1
-    if code == 0:
+    if code == 0 and natural_kernel is not None:
         natural_kernel[(n_tiles, n_heads)](*args, **kwargs)
     else:
         grid = (n_heads, n_tiles) if code == 2 else (n_tiles, n_heads)
         scheduled_kernel[grid](*args, **kwargs, SCHEDULE=code)
 
 
-def _flash_backward_impl(do, q, k, v, o, lse2, causal: bool, scale: float):
+def _flash_backward_impl(do, q, k, v, o, lse2, causal: bool, scale: float, deterministic: bool = True):
     B, H, T_Q, D = q.shape
     T_K = k.shape[2]
     dq = torch.empty_like(q, memory_format=torch.contiguous_format)
@@ -728,6 +775,17 @@ def _flash_backward_impl(do, q, k, v, o, lse2, causal: bool, scale: float):
     _attn_bwd_preprocess[(triton.cdiv(T_Q, cfgs.preprocess_block_m), B * H)](
         o, do, delta, *o.stride(), *do.stride(), H, T_Q,
         HEAD_DIM=D, BLOCK_M=cfgs.preprocess_block_m, num_warps=4, num_stages=1)
+    if not deterministic:
+        # One kernel for dK, dV and dQ; dQ accumulates in fp32 with atomics (see the kernel).
+        c = cfgs.dkdv_atomic or cfgs.dkdv
+        dq_acc = torch.zeros((B, H, T_Q, D), dtype=torch.float32, device=q.device)
+        _launch(None, _attn_bwd_dkdv_atomic_dq, cfgs.schedule, triton.cdiv(T_K, c.block_n), B * H,
+                (q, k, v, do, dk, dv, lse2, delta,
+                 *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(), *dv.stride(),
+                 H, T_Q, T_K, scale, scale * LOG2_E, dq_acc, *dq_acc.stride()),
+                dict(CAUSAL=causal, HEAD_DIM=D, BLOCK_M=c.block_m, BLOCK_N=c.block_n,
+                     DOT_PRECISION=precision, num_warps=c.num_warps, num_stages=c.num_stages))
+        return dq_acc if q.dtype == torch.float32 else dq_acc.to(q.dtype), dk, dv
     c = cfgs.dkdv
     _launch(_attn_bwd_dkdv, _attn_bwd_dkdv_scheduled, cfgs.schedule, triton.cdiv(T_K, c.block_n),
             B * H,
@@ -750,13 +808,14 @@ def _flash_backward_impl(do, q, k, v, o, lse2, causal: bool, scale: float):
 # (no graph break, no tracing into Triton) and autograd pairs the forward with its backward.
 @torch.library.custom_op("text2sql::flash_attention_forward", mutates_args=())
 def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
-                            scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(O, LSE2): the attention output and the base-2 log-sum-exp of each query row's scores."""
+                            scale: float, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(O, LSE2): the attention output and the base-2 log-sum-exp of each query row's scores.
+    `deterministic` only selects the backward (see attention())."""
     return _flash_forward_impl(q, k, v, causal, scale)
 
 
 @flash_attention_forward.register_fake
-def _(q, k, v, causal, scale):
+def _(q, k, v, causal, scale, deterministic):
     B, H, T_Q, D = q.shape
     return q.new_empty((B, H, T_Q, D)), q.new_empty((B, H, T_Q), dtype=torch.float32)
 
@@ -764,30 +823,31 @@ def _(q, k, v, causal, scale):
 @torch.library.custom_op("text2sql::flash_attention_backward", mutates_args=())
 def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                              o: torch.Tensor, lse2: torch.Tensor, causal: bool,
-                             scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                             scale: float, deterministic: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dQ, dK, dV) given dO and the forward's inputs, output and LSE2."""
-    return _flash_backward_impl(do, q, k, v, o, lse2, causal, scale)
+    return _flash_backward_impl(do, q, k, v, o, lse2, causal, scale, deterministic)
 
 
 @flash_attention_backward.register_fake
-def _(do, q, k, v, o, lse2, causal, scale):
+def _(do, q, k, v, o, lse2, causal, scale, deterministic):
     return (torch.empty_like(q, memory_format=torch.contiguous_format),
             torch.empty_like(k, memory_format=torch.contiguous_format),
             torch.empty_like(v, memory_format=torch.contiguous_format))
 
 
 def _setup_context(ctx, inputs, output):
-    q, k, v, causal, scale = inputs
+    q, k, v, causal, scale, deterministic = inputs
     o, lse2 = output
     ctx.save_for_backward(q, k, v, o, lse2)
-    ctx.causal, ctx.scale = causal, scale
+    ctx.causal, ctx.scale, ctx.deterministic = causal, scale, deterministic
     ctx.mark_non_differentiable(lse2)
 
 
 def _backward(ctx, do, _dlse2):
     q, k, v, o, lse2 = ctx.saved_tensors
-    dq, dk, dv = flash_attention_backward(do, q, k, v, o, lse2, ctx.causal, ctx.scale)
-    return dq, dk, dv, None, None
+    dq, dk, dv = flash_attention_backward(do, q, k, v, o, lse2, ctx.causal, ctx.scale,
+                                          ctx.deterministic)
+    return dq, dk, dv, None, None, None
 
 
 flash_attention_forward.register_autograd(_backward, setup_context=_setup_context)
@@ -804,14 +864,19 @@ def _check_inputs(q, k, v) -> None:
         raise ValueError(f"attention: q, k, v must share one dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
 
 
-def attention(q, k, v, causal=True, scale=None):
+def attention(q, k, v, causal=True, scale=None, deterministic=True):
     """softmax(q k^T * scale + causal mask) v for (B, H, T, D) inputs; the mask aligns to the end.
 
     q: (B, H, Tq, D); k, v: (B, H, Tk, D). With causal=True query i sees keys j <= i + (Tk - Tq).
     scale defaults to 1/sqrt(D). Any strides; fp16, bf16 or fp32. The Triton kernels take D up to
-    128 (16, 32, 64, 128 natively; other sizes are zero-padded to the next one)."""
+    128 (16, 32, 64, 128 natively; other sizes are zero-padded to the next one).
+    deterministic=False lets the Triton backward add dQ with fp32 atomics inside the dK/dV kernel
+    (one kernel instead of two, 5 matmuls instead of 7): faster where the GPU suite says so, but
+    dQ then differs in its last bits from run to run. KERNELS_ATTENTION_DQ=atomic forces it (for
+    benchmarks of a model that does not pass the argument)."""
     _check_inputs(q, k, v)
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    deterministic = bool(deterministic) and os.environ.get("KERNELS_ATTENTION_DQ", "") != "atomic"
     if use_triton(q):
         d = q.shape[-1]
         if q.dtype not in SUPPORTED_DTYPES:
@@ -824,8 +889,8 @@ def attention(q, k, v, causal=True, scale=None):
             # the output's extra columns (P @ 0) are cut off, and autograd slices the gradients.
             padded = next(n for n in SUPPORTED_HEAD_DIMS if n >= d)
             q, k, v = (F.pad(t, (0, padded - d)) for t in (q, k, v))
-            return flash_attention_forward(q, k, v, bool(causal), scale)[0][..., :d]
-        return flash_attention_forward(q, k, v, bool(causal), scale)[0]
+            return flash_attention_forward(q, k, v, bool(causal), scale, deterministic)[0][..., :d]
+        return flash_attention_forward(q, k, v, bool(causal), scale, deterministic)[0]
     tq, tk = q.shape[-2], k.shape[-2]
     if not causal or tq == tk:
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)

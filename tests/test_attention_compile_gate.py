@@ -61,6 +61,12 @@ def kernel_specs(kind, tile, cc, head_dim, dtype=torch.bfloat16, schedule=0, cau
                      {"Q": ptr, "K": ptr, "V": ptr, "DO": ptr, "DK": ptr, "DV": ptr, "LSE": "*fp32",
                       "DELTA": "*fp32"}, ["q", "k", "v", "do", "dk", "dv"], _BWD_SCALARS, common,
                      tile, cc, aligned)
+    if kind == "dkdv_atomic":  # always the scheduled form (SCHEDULE 0 = natural order)
+        common.setdefault("SCHEDULE", 0)
+        return _spec(attn_mod._attn_bwd_dkdv_atomic_dq,
+                     {"Q": ptr, "K": ptr, "V": ptr, "DO": ptr, "DK": ptr, "DV": ptr, "LSE": "*fp32",
+                      "DELTA": "*fp32", "DQ": "*fp32"}, ["q", "k", "v", "do", "dk", "dv", "dq"],
+                     _BWD_SCALARS, common, tile, cc, aligned)
     return _spec(getattr(attn_mod, "_attn_bwd_dq" + suffix),
                  {"Q": ptr, "K": ptr, "V": ptr, "DO": ptr, "DQ": ptr, "LSE": "*fp32", "DELTA": "*fp32"},
                  ["q", "k", "v", "do", "dq"], _BWD_SCALARS, common, tile, cc, aligned)
@@ -88,6 +94,16 @@ def candidate_specs():
             for d, kinds in ac.SWEEP_CANDIDATES.items() for kind, tiles in kinds.items() for tile in tiles]
 
 
+ATOMIC_PROBE = {128: [(32, 64, 8, 2), (32, 128, 8, 2), (64, 64, 8, 2), (16, 64, 4, 2), (32, 64, 4, 2)],
+                64: [(32, 128, 8, 3), (64, 64, 8, 3), (64, 128, 8, 2), (32, 64, 4, 3)]}
+
+
+def atomic_probe_specs():
+    """Tiles to choose the atomic-dQ kernel's table from (python -m tests.test_attention_compile_gate probe)."""
+    return [kernel_specs("dkdv_atomic", attn_mod.TileConfig(*t), cc, d)
+            for cc in (80, 90) for d, tiles in ATOMIC_PROBE.items() for t in tiles]
+
+
 def _check(specs):
     usages = compile_gate.compile_many(specs)
     failures = [f"{u}: {'; '.join(p)}" for u in usages if (p := compile_gate.fit_problems(u))]
@@ -107,7 +123,8 @@ if __name__ == "__main__":  # print every usage (to pick candidates): python -m 
     import sys
 
     which = sys.argv[1] if len(sys.argv) > 1 else "candidates"
-    specs = candidate_specs() if which == "candidates" else scheduled_specs()
+    specs = {"candidates": candidate_specs, "scheduled": scheduled_specs, "probe": atomic_probe_specs,
+             "atomic": lambda: atomic_specs()}[which]()
     for u in compile_gate.compile_many(specs):
         problems = compile_gate.fit_problems(u)
         print(("FAIL " if problems else "ok   ") + str(u) + ("  " + "; ".join(problems) if problems else ""),

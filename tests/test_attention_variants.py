@@ -98,6 +98,57 @@ def test_schedule_with_other_tile_shapes(triton_backend, monkeypatch, schedule):
         assert (a.double() - w).abs().max().item() < 1e-4
 
 
+def _check_fa_rule(got, q, k, v, do, causal):
+    want = _fwd_bwd(reference.attention, *(t.double() for t in (q, k, v, do)), causal=causal)
+    naive = _fwd_bwd(lambda q, k, v, causal: _naive(q, k, v, causal), q, k, v, do, causal=causal)
+    atol = {F32: 1e-6, F16: 1e-4}[q.dtype]
+    for name, a, n, w in zip(("out", "dq", "dk", "dv"), got, naive, want):
+        assert torch.isfinite(a).all(), name
+        err = (a.double() - w).abs().max().item()
+        err_naive = (n.double() - w).abs().max().item()
+        assert err <= 2 * err_naive + atol, f"{name}: {err:.3g} > 2 x {err_naive:.3g} + {atol}"
+
+
+@pytest.mark.parametrize("schedule", ["natural", "longest_first"])
+@pytest.mark.parametrize("B,H,Tq,Tk,D,causal,dtype", CASES)
+def test_atomic_dq_matches_reference(triton_backend, monkeypatch, schedule, B, H, Tq, Tk, D, causal, dtype):
+    """deterministic=False: dQ from fp32 atomics inside the dK/dV kernel. dK, dV and the output are
+    the deterministic path's bits; dQ is as accurate (the FA rule against float64)."""
+    q, k, v, do = _inputs(B, H, Tq, Tk, D, dtype, seed=Tq * 7 + Tk + D + 1)
+    monkeypatch.setenv("KERNELS_ATTENTION_SCHEDULE", schedule)
+    exact = _fwd_bwd(attn_mod.attention, q, k, v, do, causal=causal)
+    got = _fwd_bwd(attn_mod.attention, q, k, v, do, causal=causal, deterministic=False)
+    for name, a, b in zip(("out", "dk", "dv"), (got[0], got[2], got[3]), (exact[0], exact[2], exact[3])):
+        assert torch.equal(a, b), name
+    _check_fa_rule(got, q, k, v, do, causal)
+
+
+def test_atomic_dq_env_and_tiles(triton_backend, monkeypatch):
+    """KERNELS_ATTENTION_DQ=atomic forces the atomic backward; its own tile (dkdv_atomic) is used."""
+    cfgs = AttentionConfigs(TileConfig(32, 16, 4, 1), TileConfig(16, 32, 4, 1), TileConfig(32, 16, 4, 1),
+                            preprocess_block_m=32, dkdv_atomic=TileConfig(64, 16, 4, 1))
+    monkeypatch.setattr(attn_mod, "pick_configs", lambda *a: cfgs)
+    monkeypatch.setenv("KERNELS_ATTENTION_DQ", "atomic")
+    launched = []
+    real = attn_mod._launch
+    monkeypatch.setattr(attn_mod, "_launch", lambda nat, sch, *a, **kw: (launched.append(sch.__name__ if nat is None
+                                                                                         else nat.__name__),
+                                                                          real(nat, sch, *a, **kw)))
+    q, k, v, do = _inputs(1, 2, 45, 45, 32, F32, seed=11)
+    got = _fwd_bwd(attn_mod.attention, q, k, v, do, causal=True)
+    assert "_attn_bwd_dkdv_atomic_dq" in launched and "_attn_bwd_dq" not in launched
+    _check_fa_rule(got, q, k, v, do, True)
+
+
+def test_atomic_dq_under_torch_compile(triton_backend):
+    q, k, v, do = _inputs(1, 1, 20, 20, 32, F32, seed=4)
+    compiled = torch.compile(lambda q, k, v: attn_mod.attention(q, k, v, deterministic=False),
+                             backend="aot_eager", fullgraph=True)
+    got = _fwd_bwd(compiled, q, k, v, do)
+    want = _fwd_bwd(lambda q, k, v: attn_mod.attention(q, k, v, deterministic=False), q, k, v, do)
+    assert all(torch.allclose(x, y, rtol=0, atol=1e-6) for x, y in zip(got, want))
+
+
 def test_bad_schedule_env_is_a_value_error(monkeypatch):
     monkeypatch.setenv("KERNELS_ATTENTION_SCHEDULE", "fastest")
     with pytest.raises(ValueError, match="KERNELS_ATTENTION_SCHEDULE"):

@@ -133,7 +133,8 @@ def attention_variants():
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("extra", attention_variants(), ids=str)
+@pytest.mark.parametrize("extra", attention_variants(),
+                         ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()) or "plain")
 def test_attention_opcheck(device, causal, extra):
     # T_Q != T_K: the causal mask aligns to the end (a decoding step over a cache).
     q = rand(1, 2, 20, 16, device=device, seed=21)

@@ -239,7 +239,13 @@ def sweep_plan(head_dim: int, table) -> list[tuple[str, object]]:
             if t != getattr(table, kind):
                 plan.append((f"{kind}={t.block_m}x{t.block_n}/w{t.num_warps}/s{t.num_stages}",
                              dataclasses.replace(table, **{kind: t})))
+    # The non-deterministic backward (dQ by atomics in the dK/dV kernel), table tiles: informational
+    # (recorded as atomic_dq_speedup; attention() stays deterministic unless asked otherwise).
+    plan.append((ATOMIC, table))
     return plan
+
+
+ATOMIC = "atomic_dq"
 
 
 class _Pinned:
@@ -278,11 +284,11 @@ def _table(attn, head_dim: int, dtype, capability=None):
         os.environ.update({k: v for k, v in saved.items() if v is not None})
 
 
-def _run_once(attn, cfgs, q, k, v, do):
+def _run_once(attn, cfgs, q, k, v, do, deterministic: bool = True):
     for t in (q, k, v):
         t.grad = None
     with _Pinned(attn, cfgs):
-        out = attn.attention(q, k, v, causal=True)
+        out = attn.attention(q, k, v, causal=True, deterministic=deterministic)
         out.backward(do)
     return [out.detach().float(), q.grad.float(), k.grad.float(), v.grad.float()]
 
@@ -291,13 +297,13 @@ def warm(head_dims, seq_len: int, dtype, worker: int, workers: int) -> int:
     """Compile (into Triton's on-disk cache) this worker's share of every config the sweep may time,
     by running each once. Several workers run side by side: compiling is single-threaded CPU work."""
     attn = importlib.import_module("kernels.attention")
-    jobs = [(d, cfgs) for d in head_dims for _, cfgs in sweep_plan(d, _table(attn, d, dtype))]
-    for n, (d, cfgs) in enumerate(jobs):
+    jobs = [(d, label, cfgs) for d in head_dims for label, cfgs in sweep_plan(d, _table(attn, d, dtype))]
+    for n, (d, label, cfgs) in enumerate(jobs):
         if n % workers != worker:
             continue
         t0 = time.time()
         try:
-            _run_once(attn, cfgs, *_inputs(d, seq_len, dtype))
+            _run_once(attn, cfgs, *_inputs(d, seq_len, dtype), deterministic=label != ATOMIC)
             torch.cuda.synchronize()
             print(f"warm {worker}: D={d} {cfgs} {time.time() - t0:.1f}s", flush=True)
         except Exception as e:  # noqa: BLE001 - the timed sweep reports it again
@@ -332,10 +338,10 @@ def sweep_head_dim(head_dim: int, seq_len: int, dtype, deadline: float, log, *, 
     table = _table(attn, head_dim, dtype, capability)
     B, H = q.shape[:2]
 
-    def timed(cfgs):
+    def timed(cfgs, deterministic):
         def fb():
             with _Pinned(attn, cfgs):
-                attn.attention(q, k, v, causal=True).backward(do)
+                attn.attention(q, k, v, causal=True, deterministic=deterministic).backward(do)
 
         def fwd():
             with _Pinned(attn, cfgs):
@@ -345,18 +351,18 @@ def sweep_head_dim(head_dim: int, seq_len: int, dtype, deadline: float, log, *, 
     want = _run_once(attn, table, q, k, v, do)
     results = {}
 
-    def measure(label, cfgs):
+    def measure(label, cfgs, deterministic=True):
         if time.time() > deadline:
             log(f"  D={head_dim} {label}: skipped (sweep budget spent)")
             return None
         t0 = time.time()
         try:
-            ok, err = _close(_run_once(attn, cfgs, q, k, v, do), want)
+            ok, err = _close(_run_once(attn, cfgs, q, k, v, do, deterministic), want)
             if not ok:
                 log(f"  D={head_dim} {label}: WRONG RESULT (max rel. diff {err:.3g} vs the table): dropped")
                 results[label] = {"status": f"wrong result ({err:.3g})"}
                 return None
-            ms_fb, ms_f = timed(cfgs)
+            ms_fb, ms_f = timed(cfgs, deterministic)
         except Exception as e:  # noqa: BLE001 - a failing candidate is a result
             log(f"  D={head_dim} {label}: failed ({type(e).__name__}: {str(e)[:160]})")
             results[label] = {"status": f"failed: {type(e).__name__}"}
@@ -377,9 +383,13 @@ def sweep_head_dim(head_dim: int, seq_len: int, dtype, deadline: float, log, *, 
     # table, then the combination is timed and kept only if it beats the table too.
     best = {"schedule": ("natural", base[0]), "forward": (table.forward, base[1]),
             "dkdv": (table.dkdv, base[0]), "dq": (table.dq, base[0])}
+    atomic_ms = None
     for label, cfgs in plan[1:]:
-        got = measure(label, cfgs)
+        got = measure(label, cfgs, deterministic=label != ATOMIC)
         if got is None:
+            continue
+        if label == ATOMIC:
+            atomic_ms = got[0]
             continue
         if label.startswith("schedule="):
             key, new, ms = "schedule", cfgs.schedule, got[0]
@@ -405,6 +415,9 @@ def sweep_head_dim(head_dim: int, seq_len: int, dtype, deadline: float, log, *, 
             entry[kind] = [t.block_m, t.block_n, t.num_warps, t.num_stages]
     if chosen.schedule != "natural":
         entry["schedule"] = chosen.schedule
+    if atomic_ms is not None:
+        # information for users choosing deterministic=False (pick_configs ignores this key)
+        entry["atomic_dq_speedup"] = round(base[0] / atomic_ms, 3)
     tf = lambda ms: round(work["forward+backward"] / ms / 1e9, 1)  # noqa: E731
     log(f"  D={head_dim}: table {base[0]:.3f} ms ({tf(base[0])} TFLOP/s fwd+bwd) -> chosen "
         f"{chosen_ms[0]:.3f} ms ({tf(chosen_ms[0])} TFLOP/s); decision {entry or 'keep the table'}")
@@ -431,6 +444,27 @@ def write_tuned(path: Path, arch: str, decisions: dict, measured: dict, base: Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     return data
+
+
+def _changes(entry: dict) -> dict:
+    """The keys of a decision entry that change a launch (not the informational ones)."""
+    return {k: v for k, v in entry.items() if k in ("forward", "dkdv", "dq", "dkdv_atomic", "schedule")}
+
+
+def _write_outputs(args, arch: str, decisions: dict, measured: dict) -> None:
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(measured, indent=1) + "\n")
+    if args.write_tuned:
+        from kernels.attention import TUNED_PATH
+
+        write_tuned(args.write_tuned, arch, decisions, measured, TUNED_PATH)
+        # a marker the suite reads: run the CUDA attention tests again with the new decisions
+        changed = args.write_tuned.parent / "tuned_changed"
+        if any(_changes(e) for e in decisions.values()):
+            changed.write_text(json.dumps({str(k): _changes(v) for k, v in decisions.items()}) + "\n")
+        elif changed.exists():
+            changed.unlink()
 
 
 def main(argv=None) -> int:
@@ -491,19 +525,9 @@ def main(argv=None) -> int:
         measured["head_dims"][str(d)] = res
         if "table_ms" in res:
             decisions[d] = res["entry"]
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(measured, indent=1) + "\n")
+        # written after every head dim: a time limit that ends the sweep keeps what was decided
+        _write_outputs(args, arch, decisions, measured)
     if args.write_tuned:
-        from kernels.attention import TUNED_PATH
-
-        write_tuned(args.write_tuned, arch, decisions, measured, TUNED_PATH)
-        # a marker the suite reads: run the CUDA attention tests again with the new decisions
-        changed = args.write_tuned.parent / "tuned_changed"
-        if any(decisions.values()):
-            changed.write_text(json.dumps({str(k): v for k, v in decisions.items()}) + "\n")
-        elif changed.exists():
-            changed.unlink()
         print(f"decisions for {arch}: {json.dumps({str(k): v for k, v in decisions.items()})}")
         print(f"wrote {args.write_tuned} (copy it to kernels/tuned.json to apply)")
     print(f"sweep done in {time.time() - start:.0f}s")

@@ -624,6 +624,15 @@ _TABLE_SM80_16BIT = {
     64: (TileConfig(128, 64, 8, 3), TileConfig(32, 128, 8, 2), TileConfig(128, 64, 8, 3)),
     128: (TileConfig(128, 64, 8, 3), TileConfig(32, 64, 8, 3), TileConfig(128, 32, 8, 3)),
 }
+# deterministic=False: the dK/dV kernel that also adds dQ (one more matmul and a BLOCK_M x D fp32
+# product live per step) needs a smaller query tile than dkdv to stay clear of spills; the compile
+# gate (tests/test_attention_compile_gate.py, triton 3.9 and 3.6) measured on sm_90 / sm_80:
+# D = 128 32 x 64 with 8 warps, 2 stages (214 / 234 regs); D <= 64 32 x 128, 8 warps, 3 stages
+# (185 / 250). 64 x 64 (D = 128, sm_90) and 4-warp tiles at D = 128 spill.
+_ATOMIC_SM90_16BIT = {16: TileConfig(32, 128, 8, 3), 32: TileConfig(32, 128, 8, 3),
+                      64: TileConfig(32, 128, 8, 3), 128: TileConfig(32, 64, 8, 2)}
+_ATOMIC_SM80_16BIT = {16: TileConfig(32, 128, 8, 3), 32: TileConfig(32, 128, 8, 3),
+                      64: TileConfig(32, 128, 8, 3), 128: TileConfig(32, 64, 8, 2)}
 # fp32 (FMA dots keep whole operand tiles in registers; TF32x3 spilled worse): the exact path,
 # not the fast one.
 _FP32 = (TileConfig(32, 16, 8, 2), TileConfig(16, 32, 8, 2), TileConfig(32, 16, 8, 2))
@@ -702,15 +711,16 @@ def pick_configs(capability: tuple[int, int] | None, head_dim: int,
     if dtype == torch.float32:
         return _schedule_override(AttentionConfigs(*_FP32))
     if capability[0] in (9, 10):  # H100/H200, B200: 228 KB of shared memory per SM
-        table = _TABLE_SM90_16BIT
+        table, atomic = _TABLE_SM90_16BIT, _ATOMIC_SM90_16BIT
     else:
-        table = _TABLE_SM80_16BIT
+        table, atomic = _TABLE_SM80_16BIT, _ATOMIC_SM80_16BIT
     forward, dkdv, dq = table[head_dim]
     entry = tuned_entry(capability, head_dim)
     schedule = entry.get("schedule", "natural")
     cfgs = AttentionConfigs(_tile(entry.get("forward"), forward), _tile(entry.get("dkdv"), dkdv),
                             _tile(entry.get("dq"), dq),
-                            schedule=schedule if schedule in SCHEDULES else "natural")
+                            schedule=schedule if schedule in SCHEDULES else "natural",
+                            dkdv_atomic=_tile(entry.get("dkdv_atomic"), atomic[head_dim]))
     return _schedule_override(cfgs)
 
 

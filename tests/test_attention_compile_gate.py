@@ -104,6 +104,28 @@ def atomic_probe_specs():
             for cc in (80, 90) for d, tiles in ATOMIC_PROBE.items() for t in tiles]
 
 
+def atomic_specs():
+    """The atomic-dQ kernel (deterministic=False) at its table tile: every head dim on both GPUs,
+    aligned; ragged at D = 64 and 128; longest_first at D = 128; fp32 (its own small tiles) at 128."""
+    specs = []
+    for cc in (80, 90):
+        for d in attn_mod.SUPPORTED_HEAD_DIMS:
+            tile = attn_mod.pick_configs((cc // 10, cc % 10), d, torch.bfloat16).dkdv_atomic
+            specs.append(kernel_specs("dkdv_atomic", tile, cc, d))
+            if d >= 64:
+                specs.append(kernel_specs("dkdv_atomic", tile, cc, d, aligned=False))
+        f32 = attn_mod.pick_configs((cc // 10, cc % 10), 128, torch.float32)
+        specs.append(kernel_specs("dkdv_atomic", f32.dkdv_atomic or f32.dkdv, cc, 128, dtype=torch.float32,
+                                  aligned=False))
+    tile = attn_mod.pick_configs((9, 0), 128, torch.bfloat16).dkdv_atomic
+    specs.append(kernel_specs("dkdv_atomic", tile, 90, 128, schedule=2))
+    return specs
+
+
+def test_atomic_dq_kernel_fits_sm80_sm90():
+    _check(atomic_specs())
+
+
 def _check(specs):
     usages = compile_gate.compile_many(specs)
     failures = [f"{u}: {'; '.join(p)}" for u in usages if (p := compile_gate.fit_problems(u))]

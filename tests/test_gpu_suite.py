@@ -59,8 +59,10 @@ def test_sweep_decides_and_checks_every_variant(monkeypatch):
     monkeypatch.setenv("KERNELS_BACKEND", "triton")
     monkeypatch.setattr(ac, "SWEEP_CANDIDATES", {64: {"forward": [(64, 64, 4, 3)], "dkdv": [(64, 64, 4, 3)],
                                                       "dq": [(64, 64, 4, 3)]}})
-    # Plan order: table, reverse, longest_first, forward, dkdv, dq candidates, then the combination.
-    times = iter([(10.0, 4.0), (9.0, 4.0), (9.9, 4.0), (10.0, 3.0), (10.5, 4.0), (8.5, 4.0), (8.0, 3.0)])
+    # Plan order: table, reverse, longest_first, forward, dkdv, dq candidates, atomic dQ, then the
+    # combination of the winners.
+    times = iter([(10.0, 4.0), (9.0, 4.0), (9.9, 4.0), (10.0, 3.0), (10.5, 4.0), (8.5, 4.0), (12.5, 4.0),
+                  (8.0, 3.0)])
     calls = []
 
     def fake_bench(fb, fwd, grads):
@@ -69,8 +71,9 @@ def test_sweep_decides_and_checks_every_variant(monkeypatch):
     lines = []
     res = ac.sweep_head_dim(64, 128, torch.float16, deadline=float("inf"), log=lines.append, device="cpu",
                             capability=(9, 0), heads=(1, 2), bench=fake_bench)
-    assert len(calls) == 7, lines
-    assert res["entry"] == {"forward": [64, 64, 4, 3], "dq": [64, 64, 4, 3], "schedule": "reverse"}, lines
+    assert len(calls) == 8, lines
+    assert res["entry"] == {"forward": [64, 64, 4, 3], "dq": [64, 64, 4, 3], "schedule": "reverse",
+                            "atomic_dq_speedup": 0.8}, lines
     assert all(r["status"] == "ok" and r["max_rel_diff"] < 2e-2 for r in res["results"].values()), res
     assert res["chosen_ms"] == 8.0 and res["table_ms"] == 10.0
 
@@ -83,10 +86,10 @@ def test_sweep_plan_covers_orders_and_candidates():
         plan = ac.sweep_plan(d, table)
         labels = [label for label, _ in plan]
         assert labels[:3] == ["table", "schedule=reverse", "schedule=longest_first"]
-        assert len(set(labels)) == len(labels)
+        assert labels[-1] == ac.ATOMIC and len(set(labels)) == len(labels)
         n_cands = sum(1 for kind, tiles in ac.SWEEP_CANDIDATES[d].items() for t in tiles
                       if attn_mod.TileConfig(*t) != getattr(table, kind))
-        assert len(plan) == 3 + n_cands
+        assert len(plan) == 4 + n_cands
         for t in (t for tiles in ac.SWEEP_CANDIDATES[d].values() for t in tiles):
             assert attn_mod._tile(list(t), None) == attn_mod.TileConfig(*t)  # loadable as a decision
 
@@ -109,6 +112,24 @@ def test_write_tuned_merges_and_is_readable(monkeypatch, tmp_path):
     attn_mod._load_tuned.cache_clear()
     assert attn_mod.pick_configs((9, 0), 128, torch.bfloat16).dkdv == attn_mod.TileConfig(32, 128, 8, 3)
     assert attn_mod.pick_configs((9, 0), 64, torch.bfloat16) == attn_mod.pick_configs((9, 0), 64, torch.bfloat16)
+
+
+def test_sweep_outputs_and_the_changed_marker(tmp_path, monkeypatch):
+    """tuned_changed (the suite's cue for tuned_check) appears only when a launch changed."""
+    import argparse
+
+    from bench import attention_cases as ac
+
+    monkeypatch.setattr(attn_mod, "TUNED_PATH", tmp_path / "absent.json")
+    args = argparse.Namespace(json=tmp_path / "sweep.json", write_tuned=tmp_path / "tuned.json")
+    ac._write_outputs(args, "sm_90", {128: {"atomic_dq_speedup": 1.1}, 64: {}}, {"x": 1})
+    assert not (tmp_path / "tuned_changed").exists()
+    assert json.loads((tmp_path / "tuned.json").read_text())["attention"]["sm_90"]["128"] == {"atomic_dq_speedup": 1.1}
+    ac._write_outputs(args, "sm_90", {128: {"schedule": "reverse", "atomic_dq_speedup": 1.1}}, {"x": 1})
+    assert json.loads((tmp_path / "tuned_changed").read_text()) == {"128": {"schedule": "reverse"}}
+    assert json.loads((tmp_path / "sweep.json").read_text()) == {"x": 1}
+    ac._write_outputs(args, "sm_90", {128: {}}, {"x": 2})
+    assert not (tmp_path / "tuned_changed").exists()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,7 +270,7 @@ def test_suite_runs_end_to_end_with_a_fake_python(tmp_path):
     for step in ("build", "cuda_attention_d128", "cuda_other", "sweep_warm", "explain", "train_warm_ours",
                  "sweep", "tuned_check", "kernels", "train"):
         assert re.search(rf"^{step} +ok ", summary, re.M), f"{step} not ok:\n{summary}"
-    assert f"KERNELS_TUNED" not in calls  # passed through env, not as an argument
+    assert "KERNELS_TUNED" not in calls  # passed through env, not as an argument
     assert "--variants ours+compile torch[cudnn]+compile" in calls
     assert "-m pip install --no-build-isolation --no-deps -e ." in calls
     assert res.returncode in (0, 1)  # env fails without nvidia-smi on a CPU machine

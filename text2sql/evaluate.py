@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="split to evaluate (test, val, ...)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N examples (0: all)")
     p.add_argument("--out", default=None, help="JSON report path (default: <run>/eval_<split>.json)")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="also write PNG charts and an HTML page of wrong answers to DIR (text2sql/report.py); "
+                        "evaluating several checkpoints into one DIR adds accuracy against training step")
     p.add_argument("--show", type=int, default=5, help="print N examples with generated SQL and result rows")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
     p.add_argument("--max-new-tokens", type=int, default=128)
@@ -174,13 +177,22 @@ def main(argv=None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     try:
-        evaluate_checkpoint(args.checkpoint, args.data, args.split, limit=args.limit, out=args.out, show=args.show,
+        payload = evaluate_checkpoint(args.checkpoint, args.data, args.split, limit=args.limit, out=args.out, show=args.show,
                             temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                             batch_size=args.batch_size, timeout_s=args.timeout, tokenizer=args.tokenizer,
                             device=args.device, progress=not args.no_progress)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.report:
+        from text2sql.report import add_evaluation
+
+        try:
+            files = add_evaluation(payload, args.report, timeout_s=args.timeout)
+        except (ValueError, OSError) as e:
+            print(f"error: the report could not be written: {e}", file=sys.stderr)
+            return 2
+        print(f"report: {files['html']} (and {len(files) - 1} more files in {args.report})")
     return 0
 
 

@@ -11,7 +11,7 @@
 //        the end of the text; otherwise the run minus its last code point (the last one then
 //        joins the next piece, e.g. "  x" -> " ", " x"), and when that leaves nothing, `\s+`
 //        takes the single white-space code point.
-// Classes come from csrc/unicode_tables.h (generated from Python's unicodedata).
+// Classes come from csrc/unicode_tables.h (Unicode 16.0.0, tiktoken's; csrc/gen_unicode_tables.py).
 #pragma once
 
 #include <cstddef>

@@ -57,7 +57,9 @@ def test_gpt2_parity_on_english_texts(gpt2, english):
 
 
 unicode_text = st.lists(st.one_of(
-    st.text(st.characters(exclude_categories=("Cn", "Cs")), max_size=8),
+    # Any scalar value, assigned or not: ours and tiktoken share one Unicode version (16.0.0), so
+    # the alphabet need not follow the running Python's (exclude_categories=("Cn",) would).
+    st.text(st.characters(codec="utf-8"), max_size=8),
     st.sampled_from([" ", "  ", "\n\n", "\t", "\r\n", "\u00a0", "\u3000", "'s", "'ll", "'RE", "\u2019", "0", "123",
                      "\u0661\u0662", "\u05e9\u05dc\u05d5\u05dd", "\u0645\u0631\u062d\u0628\u0627", "\u4e2d\u6587",
                      "\u3053\u3093\u306b\u3061\u306f", "\U0001f600", "\U0001f44d\U0001f3fd", "e\u0301", "\u200d",
@@ -91,7 +93,7 @@ def test_trained_vocab_exported_to_tiktoken_gives_same_ids(small, text):
 # ---------------------------------------------------------------------------- round trips
 
 @settings(max_examples=200, deadline=None)
-@given(st.text(st.characters(exclude_categories=("Cs",))))
+@given(st.text(st.characters(codec="utf-8")))  # every scalar value (no surrogates)
 def test_decode_encode_round_trip(small, text):
     assert small.decode(small.encode_ordinary(text)) == text
 

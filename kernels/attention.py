@@ -36,6 +36,19 @@ FlashAttention-2).
 
 kernels.attention(q, k, v) runs these kernels on CUDA tensors (or anywhere with KERNELS_BACKEND=
 triton and TRITON_INTERPRET=1) and PyTorch's scaled_dot_product_attention otherwise.
+
+Variants, each switchable, the default unchanged until a GPU run shows otherwise:
+- launch order (SCHEDULES: natural, reverse, longest_first): which program runs which tile, so the
+  heavy causal tiles can start first; same arithmetic, same bits (kernels named *_scheduled);
+- deterministic=False: dQ accumulated with fp32 atomics inside the dK/dV kernel (one backward
+  kernel with 5 matmuls per tile pair instead of two with 7); dQ's last bits then vary by run;
+- the launch tables, overridden per card and head dim by kernels/tuned.json, the decisions file
+  bench/gpu_suite.sh's sweep writes (see "Decisions measured on a GPU" below).
+Not done yet: a tensor-descriptor (TMA) path for sm_90. Triton 3.6 and 3.9 both have
+tl.make_tensor_descriptor (device-side descriptors need triton.set_allocator) and the host-side
+triton.tools.tensor_descriptor.TensorDescriptor, but such a path is a second way to load every
+tile, with its own out-of-bounds rules at ragged ends, and only a GPU can show it right and
+faster; it was left out rather than risk the one GPU run on it.
 """
 from __future__ import annotations
 

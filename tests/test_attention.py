@@ -100,9 +100,11 @@ def attention_error_bounds(q, k, v, do, causal=True, scale=None):
                with G = dP - Delta; dQ = s dS K:   |d dQ| <= s (|d dS| |K| + gamma(Tk) |dS||K|) + u|dQ|
                + round_t(dQ), and dK = s dS^T Q alike with gamma(Tq).
     Each bound is first order in u; SAFETY covers the second-order terms (and tensor cores, whose
-    fp32 accumulation may add one more rounding per step). A wrong scale, a shifted mask, a missing
-    rescale or a dropped term changes some element by far more than these bounds (the planted-bug
-    list in this file's history: tests/test_attention.py, issue 9)."""
+    fp32 accumulation may add one more rounding per step). Bugs planted in the kernels to check
+    that the bounds stay tight (issue 9), each failing 14-29 of the CPU tests: log2(e) left out of
+    the forward's scale; the causal mask off by one in the forward, the dK/dV or the dQ kernel;
+    the rescale of acc or of l dropped; log2(l) left out of LSE2; Delta dropped from dS; dK not
+    scaled by s; and, the smallest, P rounded to fp16 before P V in the fp32 forward."""
     t = q.dtype
     rho = 0.0 if t == torch.float32 else UNIT_ROUNDOFF[t]
     eta = 0.0 if t == torch.float32 else UNDERFLOW[t]   # a rounded P or dS that underflows

@@ -159,7 +159,9 @@ CUDA_FILES=$(grep -l "mark.cuda" tests/test_*.py 2>/dev/null | tr '\n' ' ')
 ATTN_FILES=$(for f in $CUDA_FILES; do case $f in *attention*) echo -n "$f " ;; esac; done)
 KERNEL_FILES=$(for f in $CUDA_FILES; do case $f in *layernorm*|*cross_entropy*) echo -n "$f " ;; esac; done)
 OTHER_FILES=$(for f in $CUDA_FILES; do case $f in *attention*|*layernorm*|*cross_entropy*) ;; *) echo -n "$f " ;; esac; done)
-PYTEST=($PY -m pytest -m cuda -q -p no:cacheprovider -rfE --durations=5 --continue-on-collection-errors)
+# -v: every test's result is in the log as it finishes, so a step cut by its time limit still says
+# which tests passed
+PYTEST=($PY -m pytest -m cuda -v -p no:cacheprovider -rfE --durations=5 --continue-on-collection-errors)
 
 # ---------------------------------------------------------------------------------------------------
 # 1. the machine and the software
@@ -265,7 +267,8 @@ fi
   [ "$DRY" = 1 ] && echo "total of the time limits: ${PLANNED}s (env + prepare group + sweep + kernels + train; budget ${BUDGET}s: every limit is also cut to the budget's deadline, and train gets what is left)"
   for t in cuda_attention_d128 cuda_attention_d64 cuda_attention_rest cuda_kernels cuda_other tuned_check; do
     [ -f "$RESULTS/$t.log" ] || continue
-    echo; echo "-- $t:"; grep -E '^(FAILED|ERROR)|(passed|failed|error|skipped|deselected) in ' "$RESULTS/$t.log" | tail -n 12
+    echo; echo "-- $t: $(grep -c ' PASSED' "$RESULTS/$t.log") passed, $(grep -c ' FAILED' "$RESULTS/$t.log") failed, $(grep -c ' ERROR' "$RESULTS/$t.log") errors so far"
+    grep -E '^(FAILED|ERROR) |(passed|failed|error|skipped|deselected).* in [0-9.]+s' "$RESULTS/$t.log" | tail -n 12
   done
   if [ -f "$RESULTS/explain.log" ]; then
     echo; echo "-- graph breaks (torch._dynamo.explain):"; grep -E '^(explain|  break)' "$RESULTS/explain.log" | head -n 20

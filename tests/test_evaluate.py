@@ -81,13 +81,13 @@ def test_cli_writes_report_and_table(prepared, tmp_path, capsys):
     ckpt = tmp_path / "run" / "checkpoints" / "ckpt_0000000.pt"
     save_untrained_checkpoint(ckpt, tok)
     report_path = tmp_path / "report.json"
-    rc = evaluate.main(["--checkpoint", str(tmp_path / "run"), "--data", str(out), "--split", "test", "--limit", "6",
+    rc = evaluate.main(["--checkpoint", str(tmp_path / "run"), "--data", str(out), "--split", "test_domains", "--limit", "6",
                         "--max-new-tokens", "12", "--out", str(report_path), "--show", "2", "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "exec acc" in printed and "execution accuracy" in printed and "Q: " in printed
     report = json.loads(report_path.read_text())
-    assert report["split"] == "test" and report["summary"]["n"] == 6 and len(report["examples"]) == 6
+    assert report["split"] == "test_domains" and report["summary"]["n"] == 6 and len(report["examples"]) == 6
     for r in report["examples"]:
         assert set(r) >= {"question", "gold", "pred", "exec_match", "exact_match", "valid", "shape"}
     assert 0.0 <= report["summary"]["execution_accuracy"] <= 1.0 and "by_shape" in report["summary"]

@@ -4,6 +4,8 @@ import pytest
 from text2sql.prompt import (QUESTION_TOKEN, SCHEMA_TOKEN, SPECIAL_TOKENS, SQL_END_TOKEN, SQL_TOKEN, decode_sql,
                              encode_example, encode_prompt, fit_and_encode_prompt, fit_schema, normalize_sql_text,
                              special_token_ids)
+from text2sql.linking import link
+from text2sql.prompt import linked_schema
 from text2sql.schema import Column, Schema, Table, compact_type
 
 
@@ -39,20 +41,58 @@ def test_schema_text_and_round_trip():
 
 def test_fit_schema_rule():
     s = schema()
-    full, untyped = s.to_text(), s.to_text(False)
     q = "How many concerts were there in each year?"
+    linked, marked, relevance = linked_schema(s, q)
+    assert relevance == {"concert": 3, "singer": 1, "stadium": 0}  # named / its foreign-key neighbour / neither
+    full, untyped = linked.to_text(True, marked), linked.to_text(False, marked)
+    assert full.startswith("concert*: id int pk, year* real, singer_id int fk singer.id | singer: ")
     assert fit_schema(s, q, len(full)) == full                    # 1. fits as it is
     assert fit_schema(s, q, len(full) - 1) == untyped             # 2. types dropped first
-    # 3. tables dropped: stadium (not in the question, last) goes first, then singer (not in the question)
+    # 3. tables dropped: stadium (unrelated) goes first; singer (a neighbour of the named concert) stays
     cut = fit_schema(s, q, len(untyped) - 1)
-    assert "stadium" not in cut and "concert" in cut and "singer:" in cut
-    cut = fit_schema(s, q, len("concert: id pk, year, singer_id fk singer.id") + 2)
-    assert cut == "concert: id pk, year, singer_id fk singer.id"
-    # a question naming the stadium keeps it over the unnamed tables
-    assert fit_schema(s, "What is the capacity of each stadium?", 30).startswith("stadium")
+    assert "stadium" not in cut and "concert*" in cut and "singer:" in cut
+    cut = fit_schema(s, q, len("concert*: id pk, year*, singer_id fk singer.id") + 2)
+    assert cut == "concert*: id pk, year*, singer_id fk singer.id"
+    # a question naming the stadium keeps it first
+    assert fit_schema(s, "What is the capacity of each stadium?", 30).startswith("stadium*: id pk, capacity*")
     # 4. a single table that is still too long is cut at the budget
-    assert fit_schema(s, q, 10) == "concert: i"
+    assert fit_schema(s, q, 10) == "concert*: "
     assert fit_schema(s, q, 0) == ""
+
+
+def test_linking_reads_names_in_every_style():
+    s = Schema([Table("FireStations", [Column("stationId", "int", True), Column("StationName", "text"),
+                                      Column("founded_yr", "int")])])
+    tables, columns = link(s, "List the name of the fire stations founded after 1990")
+    assert tables == {"FireStations"} and ("FireStations", "StationName") not in columns  # "name" is StationName's rest
+    s2 = Schema([Table("fire_station", [Column("fire_station_name", "text"), Column("height", "int")])])
+    tables, columns = link(s2, "Which fire station has the greatest height? Give its name.")
+    assert tables == {"fire_station"} and columns == {("fire_station", "fire_station_name"),
+                                                      ("fire_station", "height")}
+
+
+def test_the_cut_keeps_every_table_the_gold_sql_needs_when_that_fits(tmp_path):
+    """On generated databases of three tables, with a budget that fits just the tables the gold SQL uses,
+    the cut keeps all of them (linked tables and their neighbours go last)."""
+    import re
+
+    from text2sql import synthetic
+    from text2sql.sources.spider import SpiderFolder
+
+    synthetic.generate(tmp_path, seed=5, num_databases=40, train_per_db=30, eval_per_db=10, progress=False)
+    checked = 0
+    for e in SpiderFolder(tmp_path).load_split("train.json"):
+        if len(e.schema.tables) < 3:
+            continue
+        words = set(re.findall(r"\w+", e.sql))
+        needed = [t for t in e.schema.tables if t.name in words]
+        linked, marked, _ = linked_schema(e.schema, e.question)
+        budget = len(Schema([t for t in linked.tables if t in needed]).to_text(False, marked))
+        cut = fit_schema(e.schema, e.question, budget)
+        kept = {m for m in re.findall(r"(?:^|\| )(\w+)\*?:", cut)}
+        assert {t.name for t in needed} <= kept, (e.question, e.sql, cut)
+        checked += 1
+    assert checked > 100
 
 
 def test_user_text_never_becomes_a_control_token(tok):

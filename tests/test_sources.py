@@ -240,9 +240,9 @@ def test_prepare_synthetic_packs_whole_examples(tmp_path, capsys):
     learned_text = tok.decode(ids[mask == 1].tolist())
     assert learned_text.count(SQL_END_TOKEN) == int((ids == sp[SQL_END_TOKEN]).sum())
     assert learned_text.startswith("SELECT")
-    examples, info = load_examples(out, "test")
+    examples, info = load_examples(out, "test_domains")
     assert info["block_size"] == block and len(examples) == 5 and all(e.db_path for e in examples)
-    assert sorted(meta["splits"]) == ["test", "train", "val"]
+    assert sorted(meta["splits"]) == ["test_domains", "test_wordings", "train", "val"]
 
 
 def test_prepare_reports_user_mistakes(tmp_path, capsys):

@@ -1,5 +1,7 @@
-"""The synthetic generator: deterministic by seed, split by database, every gold query executes and
-returns rows, the issue's SQL shapes are all present, and the output is a valid Spider-format folder."""
+"""The synthetic generator: deterministic by seed, split by database, the held-out splits really share no
+table or column name (held-out domains) and no question template (held-out wordings) with training, every
+gold query executes and returns rows, the SQL shapes are all present, and the output is a valid
+Spider-format folder."""
 import json
 import sqlite3
 from collections import Counter
@@ -7,7 +9,8 @@ from collections import Counter
 import pytest
 import sqlglot
 
-from text2sql import synthetic
+from text2sql import linking, synthetic
+from text2sql.baseline import slot_question
 from text2sql.schema import read_schema
 from text2sql.sql_exec import execute_sql
 
@@ -15,7 +18,7 @@ from text2sql.sql_exec import execute_sql
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic")
-    counts = synthetic.generate(out, seed=3, num_databases=30, train_per_db=60, eval_per_db=12, progress=False)
+    counts = synthetic.generate(out, seed=3, num_databases=80, train_per_db=40, eval_per_db=12, progress=False)
     return out, counts
 
 
@@ -26,8 +29,8 @@ def load(out, split):
 def test_deterministic_by_seed(small, tmp_path):
     out, _ = small
     again = tmp_path / "again"
-    synthetic.generate(again, seed=3, num_databases=30, train_per_db=60, eval_per_db=12, progress=False)
-    for name in ["train.json", "dev.json", "test.json", "tables.json"]:
+    synthetic.generate(again, seed=3, num_databases=80, train_per_db=40, eval_per_db=12, progress=False)
+    for name in [f"{split}.json" for split in synthetic.SPLITS] + ["tables.json"]:
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
     for db in sorted((out / "database").iterdir()):
         a = sqlite3.connect(db / f"{db.name}.sqlite")
@@ -35,16 +38,18 @@ def test_deterministic_by_seed(small, tmp_path):
         assert list(a.iterdump()) == list(b.iterdump()), db.name
         a.close(), b.close()
     other = tmp_path / "other"
-    synthetic.generate(other, seed=4, num_databases=30, train_per_db=60, eval_per_db=12, progress=False)
+    synthetic.generate(other, seed=4, num_databases=80, train_per_db=40, eval_per_db=12, progress=False)
     assert (out / "train.json").read_bytes() != (other / "train.json").read_bytes()
 
 
 def test_split_by_database(small):
     out, counts = small
-    dbs = {split: {r["db_id"] for r in load(out, split)} for split in ["train", "dev", "test"]}
-    assert dbs["train"] and dbs["dev"] and dbs["test"]
-    assert not dbs["train"] & dbs["dev"] and not dbs["train"] & dbs["test"] and not dbs["dev"] & dbs["test"]
-    assert len(dbs["test"]) == len(dbs["dev"]) == len(synthetic.DOMAINS)  # one per domain
+    dbs = {split: {r["db_id"] for r in load(out, split)} for split in synthetic.SPLITS}
+    assert all(dbs.values())
+    for a in synthetic.SPLITS:
+        for b in synthetic.SPLITS:
+            assert a == b or not dbs[a] & dbs[b], (a, b)
+    assert len(dbs["test_domains"]) == len(dbs["dev"]) == len(dbs["test_wordings"]) == 80 // 20
     assert counts["train"] == len(load(out, "train"))
     # examples are unique within a database
     train = load(out, "train")
@@ -53,7 +58,7 @@ def test_split_by_database(small):
 
 def test_every_gold_query_executes_and_returns_rows(small):
     out, _ = small
-    for split in ["train", "dev", "test"]:
+    for split in synthetic.SPLITS:
         for r in load(out, split):
             db = out / "database" / r["db_id"] / f"{r['db_id']}.sqlite"
             res = execute_sql(db, r["query"])
@@ -89,7 +94,8 @@ def test_schemas_vary_and_match_tables_json(small):
         assert n_cols == len(entry["column_names_original"]) - 1  # minus "*"
         assert len(entry["foreign_keys"]) >= 1 and entry["primary_keys"]
         fk_cols = [c for t in schema.tables for c in t.columns if c.references]
-        assert fk_cols and all(c.references[1] == "id" for c in fk_cols)
+        pk = {t.name: next(c.name for c in t.columns if c.primary_key) for t in schema.tables}
+        assert fk_cols and all(c.references[1] == pk[c.references[0]] for c in fk_cols)
         texts.add(schema.to_text())
         with sqlite3.connect(out / "database" / db_id / f"{db_id}.sqlite") as conn:
             for t in schema.tables:
@@ -117,9 +123,58 @@ def test_limit_queries_have_no_tie_at_the_cut(small):
 
 
 def test_cli_writes_folder_and_reports_bad_arguments(tmp_path, capsys):
-    assert synthetic.main(["--out", str(tmp_path / "s"), "--databases", "3", "--train-per-db", "5",
+    assert synthetic.main(["--out", str(tmp_path / "s"), "--databases", "4", "--train-per-db", "5",
                            "--eval-per-db", "3"]) == 0
     assert "train" in capsys.readouterr().out
     assert (tmp_path / "s" / "tables.json").exists()
-    assert synthetic.main(["--out", str(tmp_path / "t"), "--databases", "2"]) == 2
-    assert "at least 3" in capsys.readouterr().err
+    assert synthetic.main(["--out", str(tmp_path / "t"), "--databases", "3"]) == 2
+    assert "at least 4" in capsys.readouterr().err
+
+
+def names_of(out, db_ids) -> set[str]:
+    """Every table and column identifier of these databases."""
+    tables = {t["db_id"]: t for t in json.loads((out / "tables.json").read_text())}
+    names = set()
+    for db_id in db_ids:
+        names |= set(tables[db_id]["table_names_original"])
+        names |= {n for _, n in tables[db_id]["column_names_original"] if n != "*"}
+    return names
+
+
+def test_held_out_domains_share_no_name_with_training(small):
+    out, _ = small
+    train_names = names_of(out, {r["db_id"] for r in load(out, "train")})
+    test_names = names_of(out, {r["db_id"] for r in load(out, "test_domains")})
+    lower = {n.lower() for n in train_names}
+    assert test_names and not {n.lower() for n in test_names} & lower, sorted(test_names)
+    # and the words they are made of: a held-out theme's entity or attribute never appears in training
+    train_words = {w for n in train_names for w in linking.identifier_words(n)}
+    held_out = {w for t in synthetic.HELD_OUT_THEMES for e in synthetic.THEMES[t] for w in e.singular.split("_")}
+    held_out |= {w for a in synthetic.HELD_OUT_ATTRIBUTES for w in a.split("_")}
+    assert not held_out & train_words, sorted(held_out & train_words)
+
+
+def test_held_out_wordings_are_never_used_in_training(small):
+    """A question template is what is left when the schema's names and the values become slots (the lookup
+    baseline's template): no held-out-wordings template occurs among the training templates."""
+    from text2sql.sources.spider import SpiderFolder
+
+    folder = SpiderFolder(small[0])
+    train = {slot_question(e.question, e.schema)[0] for e in folder.load_split("train.json")}
+    held = [slot_question(e.question, e.schema)[0] for e in folder.load_split("test_wordings.json")]
+    assert held and not set(held) & train, sorted(set(held) & train)[:5]
+    dev = [slot_question(e.question, e.schema)[0] for e in folder.load_split("dev.json")]
+    assert sum(t in train for t in dev) > len(dev) // 2  # the check can see a shared template
+
+
+def test_many_wordings_and_naming_styles(small):
+    out, _ = small
+    train = load(out, "train")
+    by_shape = {}
+    for r in train:  # distinct question openings (first three words, case kept) per shape
+        by_shape.setdefault(r["shape"], set()).add(" ".join(r["question"].split()[:3]))
+    assert min(len(v) for v in by_shape.values()) >= 5, {k: len(v) for k, v in by_shape.items()}
+    identifiers = [c for t in json.loads((out / "tables.json").read_text()) for _, c in t["column_names_original"]]
+    assert any("_" in n for n in identifiers) and any(n[:1].islower() and n != n.lower() for n in identifiers) \
+        and any(n[:1].isupper() for n in identifiers)  # snake_case, camelCase and PascalCase databases
+    assert any(r["db_id"].startswith("invented_") for r in train)  # made-up names in training

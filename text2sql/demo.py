@@ -8,10 +8,13 @@ commands yourself to change anything):
     python -m text2sql.prepare --source synthetic --out data/processed/text2sql --vocab-size 2048 \\
         --block-size 256 --questions-per-schema 8 --synthetic-databases 200 --synthetic-train-per-db 100
     python -m train --config configs/text2sql_cpu.json --set data.dir=data/processed/text2sql train.out_dir=runs/text2sql
-    python -m text2sql.evaluate --checkpoint runs/text2sql --data data/processed/text2sql --split test --show 5
+    python -m text2sql.evaluate --checkpoint runs/text2sql --data data/processed/text2sql --split test_domains
+    python -m text2sql.evaluate --checkpoint runs/text2sql --data data/processed/text2sql --split test_wordings
 
 Training runs a fixed number of steps (the config's), so the result does not depend on how busy the
-machine is. The synthetic test split holds databases never seen in training (text2sql/synthetic/).
+machine is. The two test splits hold out whole domains (no table or column name seen in training) and
+question wordings (templates never used in training); see text2sql/synthetic/. Each is scored beside a
+lookup baseline that learns nothing (text2sql/baseline.py).
 Preparation is skipped when the data folder already holds the same preparation; training always
 starts afresh.
 """
@@ -23,12 +26,20 @@ import sys
 import time
 from pathlib import Path
 
+from text2sql import synthetic
+from text2sql.prompt import PROMPT_VERSION
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "text2sql_cpu.json"
+
+
+TEST_SPLITS = ("test_domains", "test_wordings")
+SPLIT_MEANING = {"test_domains": "themes, tables and columns never seen in training",
+                 "test_wordings": "question templates never seen in training"}
 
 
 def prepare_options(args) -> dict:
     """The keyword arguments of text2sql.prepare.prepare_synthetic for these command-line options."""
-    return {"vocab_size": args.vocab_size, "block_size": args.block_size,
+    return {"generator": synthetic.GENERATOR_VERSION, "prompt": PROMPT_VERSION, "vocab_size": args.vocab_size, "block_size": args.block_size,
             "questions_per_schema": args.questions_per_schema, "databases": args.databases,
             "train_per_db": args.train_per_db, "eval_per_db": args.eval_per_db, "seed": args.seed}
 
@@ -78,7 +89,7 @@ def run_demo(args) -> int:
         print(f"[demo] 1/3 data: reusing {data}", file=sys.stderr)
     else:
         print(f"[demo] 1/3 data: prepare_synthetic({data}, {wanted})", file=sys.stderr)
-        prepare_synthetic(data, **wanted)
+        prepare_synthetic(data, **{k: v for k, v in wanted.items() if k not in ("generator", "prompt")})
         stamp.write_text(json.dumps(wanted))
     overrides = [f"data.dir={data}", f"train.out_dir={args.out}"]
     if args.max_steps:
@@ -99,9 +110,17 @@ def run_demo(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     train_seconds = time.time() - t1
-    print(f"[demo] 3/3 evaluate: {args.out} on {data} (test split)", file=sys.stderr)
-    evaluate_checkpoint(args.out, data, "test", limit=args.eval_limit, show=args.show,
-                        progress=not args.no_progress)
+    results = {}
+    for split in TEST_SPLITS:
+        print(f"[demo] 3/3 evaluate: {args.out} on {data} ({split})", file=sys.stderr)
+        results[split] = evaluate_checkpoint(args.out, data, split, limit=args.eval_limit, show=args.show,
+                                             progress=not args.no_progress)["summary"]
+    print("\nheld-out evaluation (execution accuracy, 95% interval, the lookup baseline on the same questions):")
+    for split, summary in results.items():
+        lo, hi = summary["ci95"]
+        print(f"  {split:<14} model {summary['execution_accuracy']:6.1%} [{lo:.1%}-{hi:.1%}]   lookup baseline "
+              f"{summary.get('baseline_accuracy', float('nan')):6.1%}   ({summary['n']} questions, "
+              f"{SPLIT_MEANING[split]})")
     db = data / "synthetic" / "database" / "company_000" / "company_000.sqlite"
     hint = ""
     if db.is_file():

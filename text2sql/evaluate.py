@@ -8,7 +8,10 @@ prompt is built exactly as in training (text2sql/prompt.py, same schema cut), th
 example's database (text2sql/sql_exec.py). Reported (text2sql/metrics.py): execution accuracy, exact match
 after sqlglot normalisation, valid-SQL rate, and all three per SQL shape. A JSON report (summary and
 every example) is written to --out (default: <checkpoint run folder>/eval_<split>.json), the table is
-printed, and --show N examples are printed with their generated SQL and result rows.
+printed, and --show N examples are printed with their generated SQL and result rows. Beside the model,
+on the same examples, the lookup baseline (text2sql/baseline.py, fitted on the folder's training
+examples) shows what a method that learns nothing scores; accuracies come with 95% intervals and by
+Spider hardness too.
 """
 from __future__ import annotations
 
@@ -23,6 +26,8 @@ import torch
 
 from gpt.device import DEVICE_CHOICES, pick_device
 from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS, decode_sql, fit_and_encode_prompt, special_token_ids
+from text2sql.baseline import LookupBaseline
+from text2sql.schema import Schema
 from train.checkpoint import load_checkpoint, load_for_inference
 
 
@@ -58,8 +63,10 @@ def generate_sql_batch(model, tokenizer, prompts: list[list[int]], max_new_token
 
 
 def evaluate(model, tokenizer, examples, block_size: int, max_sql_tokens: int, max_new_tokens: int = 128,
-             temperature: float = 0.0, batch_size: int = 32, timeout_s: float = 2.0, progress: bool = True) -> dict:
-    """Generate SQL for each example and score it; returns {"summary": ..., "examples": [...]}."""
+             temperature: float = 0.0, batch_size: int = 32, timeout_s: float = 2.0, progress: bool = True,
+             baseline=None) -> dict:
+    """Generate SQL for each example and score it; returns {"summary": ..., "examples": [...]}. With a
+    fitted `baseline` (text2sql/baseline.py) its execution match is scored on the same examples."""
     from text2sql.metrics import score_example, summarize
 
     runnable = [e for e in examples if e.db_path]
@@ -76,9 +83,14 @@ def evaluate(model, tokenizer, examples, block_size: int, max_sql_tokens: int, m
     scored, records = [], []
     for e, pred in zip(runnable, preds):
         s = score_example(e.db_path, e.sql, pred, timeout_s=timeout_s)
+        if baseline is not None and isinstance(e.schema, Schema):
+            guess = baseline.predict(e.question, e.schema)
+            s.baseline_match = score_example(e.db_path, e.sql, guess, timeout_s=timeout_s,
+                                             gold_result=s.gold_result).exec_match
         scored.append(s)
         records.append({"db_id": e.db_id, "db_path": e.db_path, "question": e.question, "gold": e.sql, "pred": pred,
-                        "shape": s.shape, "exec_match": s.exec_match, "exact_match": s.exact_match,
+                        "shape": s.shape, "hardness": s.hardness, "baseline_match": s.baseline_match,
+                        "exec_match": s.exec_match, "exact_match": s.exact_match,
                         "valid": s.valid, "error": s.pred_result.error, "gold_error": s.gold_result.error})
     summary = summarize(scored)
     summary["n_without_database"] = len(examples) - len(runnable)
@@ -130,13 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default=None, help="tokenizer file (default: the checkpoint's)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-baseline", action="store_true", help="do not score the lookup baseline beside the model")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def evaluate_checkpoint(checkpoint, data_dir, split: str = "test", *, limit: int = 0, out=None, show: int = 5,
                         temperature: float = 0.0, max_new_tokens: int = 128, batch_size: int = 32,
-                        timeout_s: float = 2.0, tokenizer=None, device: str = "auto", progress: bool = True) -> dict:
+                        timeout_s: float = 2.0, tokenizer=None, device: str = "auto", progress: bool = True,
+                        with_baseline: bool = True) -> dict:
     """Evaluate a checkpoint on a prepared split: print examples and the table, write the JSON report
     (default <run>/eval_<split>.json), and return it. ValueError for a user mistake (paths, splits)."""
     from text2sql.metrics import format_table
@@ -153,9 +167,12 @@ def evaluate_checkpoint(checkpoint, data_dir, split: str = "test", *, limit: int
     # the prompt is cut as in training: the checkpoint's block size and the SQL budget it was trained with
     trained_on = state.get("data_meta", {})
     max_sql = int(trained_on.get("max_sql_tokens", meta.get("max_sql_tokens", DEFAULT_MAX_SQL_TOKENS)))
+    baseline = None
+    if with_baseline and (data_dir / "examples" / "train.jsonl").is_file():
+        baseline = LookupBaseline().fit(load_examples(data_dir, "train")[0])
     t0 = time.time()
     report = evaluate(model, tok, examples, model.config.block_size, max_sql, max_new_tokens, temperature,
-                      batch_size, timeout_s, progress=progress)
+                      batch_size, timeout_s, progress=progress, baseline=baseline)
     summary = report["summary"]
     out = Path(out) if out else ckpt_path.parent.parent / f"eval_{split}.json"
     payload = {"checkpoint": str(ckpt_path), "step": state.get("step"), "data": str(data_dir), "split": split,
@@ -167,7 +184,10 @@ def evaluate_checkpoint(checkpoint, data_dir, split: str = "test", *, limit: int
     print(f"\n{format_table(summary)}")
     if summary.get("n_without_database"):
         print(f"({summary['n_without_database']} examples without a database were not evaluated)")
-    print(f"execution accuracy {summary['execution_accuracy']:.1%} on {summary['n']} {split} examples -> {out}")
+    lo, hi = summary["ci95"]
+    beside = f" (lookup baseline {summary['baseline_accuracy']:.1%})" if "baseline_accuracy" in summary else ""
+    print(f"execution accuracy {summary['execution_accuracy']:.1%} [95% CI {lo:.1%}-{hi:.1%}]{beside} on "
+          f"{summary['n']} {split} examples -> {out}")
     payload["out"] = str(out)
     return payload
 
@@ -180,7 +200,7 @@ def main(argv=None) -> int:
         payload = evaluate_checkpoint(args.checkpoint, args.data, args.split, limit=args.limit, out=args.out, show=args.show,
                             temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                             batch_size=args.batch_size, timeout_s=args.timeout, tokenizer=args.tokenizer,
-                            device=args.device, progress=not args.no_progress)
+                            device=args.device, progress=not args.no_progress, with_baseline=not args.no_baseline)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
+from text2sql.hardness import LEVELS, hardness
 from text2sql.sql_exec import DEFAULT_TIMEOUT_S, ExecResult, execute_sql
 
 MAX_PERMUTED_COLUMNS = 4
@@ -165,6 +166,8 @@ class Scored:
     shape: str
     pred_result: ExecResult
     gold_result: ExecResult
+    hardness: str = "unknown"            # Spider's level of the gold query (text2sql/hardness.py)
+    baseline_match: bool | None = None  # the lookup baseline's execution match on the same example
 
 
 def score_example(db_path: str | Path, gold: str, pred: str, shape: str | None = None,
@@ -176,18 +179,35 @@ def score_example(db_path: str | Path, gold: str, pred: str, shape: str | None =
     match = (gold_result.ok and pred_result.ok
              and results_match(gold_result.rows, pred_result.rows, ordered=has_order_by(gold)))
     return Scored(match, exact_match(gold, pred), pred_result.ok, gold_result.ok, shape or sql_shape(gold),
-                  pred_result, gold_result)
+                  pred_result, gold_result, hardness(gold))
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion (sound at 0%, 100% and small n, unlike p +- 2 SE)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def summarize(scored: list[Scored]) -> dict:
-    """Totals and the per-shape breakdown as a JSON-ready dict."""
+    """Totals, and breakdowns by SQL shape and by Spider hardness, as a JSON-ready dict; each block has
+    the execution accuracy's 95% interval and, when it was run, the lookup baseline's accuracy."""
     def block(items: list[Scored]) -> dict:
         usable = [s for s in items if s.gold_ok]
         n = len(usable)
-        return {"n": len(items),
-                "execution_accuracy": sum(s.exec_match for s in usable) / n if n else 0.0,
-                "exact_match": sum(s.exact_match for s in items) / len(items) if items else 0.0,
-                "valid_sql_rate": sum(s.valid for s in items) / len(items) if items else 0.0}
+        hits = sum(s.exec_match for s in usable)
+        out = {"n": len(items),
+               "execution_accuracy": hits / n if n else 0.0,
+               "ci95": list(wilson_interval(hits, n)),
+               "exact_match": sum(s.exact_match for s in items) / len(items) if items else 0.0,
+               "valid_sql_rate": sum(s.valid for s in items) / len(items) if items else 0.0}
+        with_baseline = [s for s in usable if s.baseline_match is not None]
+        if with_baseline:
+            out["baseline_accuracy"] = sum(s.baseline_match for s in with_baseline) / len(with_baseline)
+        return out
 
     out = block(scored)
     out["n_gold_errors"] = sum(not s.gold_ok for s in scored)
@@ -196,16 +216,35 @@ def summarize(scored: list[Scored]) -> dict:
         groups[s.shape].append(s)
     rank = {name: i for i, name in enumerate(SHAPE_ORDER)}
     out["by_shape"] = {k: block(groups[k]) for k in sorted(groups, key=lambda k: (rank.get(k, len(rank)), k))}
+    levels = defaultdict(list)
+    for s in scored:
+        levels[s.hardness].append(s)
+    order = {name: i for i, name in enumerate(LEVELS)}
+    out["by_hardness"] = {k: block(levels[k]) for k in sorted(levels, key=lambda k: (order.get(k, 9), k))}
     return out
 
 
 def format_table(summary: dict) -> str:
-    """The summary as a small fixed-width table (what `python -m text2sql.evaluate` prints)."""
-    lines = [f"{'shape':<14}{'n':>6}{'exec acc':>10}{'exact':>8}{'valid':>8}"]
-    rows = list(summary["by_shape"].items()) + [("all", summary)]
-    for name, b in rows:
-        if name == "all":
-            lines.append("-" * len(lines[0]))
-        lines.append(f"{name:<14}{b['n']:>6}{b['execution_accuracy']:>10.1%}{b['exact_match']:>8.1%}"
-                     f"{b['valid_sql_rate']:>8.1%}")
-    return "\n".join(lines)
+    """The summary as two small fixed-width tables, by SQL shape and by Spider hardness (what
+    `python -m text2sql.evaluate` prints); the lookup baseline's column when it was run."""
+    baseline = "baseline_accuracy" in summary
+    head = f"{'n':>6}{'exec acc':>10}{'95% CI':>14}" + (f"{'lookup':>8}" if baseline else "") + \
+        f"{'exact':>8}{'valid':>8}"
+
+    def row(name: str, b: dict) -> str:
+        lo, hi = b.get("ci95", (0.0, 1.0))
+        line = f"{name:<14}{b['n']:>6}{b['execution_accuracy']:>10.1%}{f'{lo:.0%}-{hi:.0%}':>14}"
+        if baseline:
+            line += f"{b.get('baseline_accuracy', 0.0):>8.1%}"
+        return line + f"{b['exact_match']:>8.1%}{b['valid_sql_rate']:>8.1%}"
+
+    lines = []
+    for title, key in (("shape", "by_shape"), ("hardness", "by_hardness")):
+        if key not in summary:
+            continue
+        lines.append(f"{title:<14}" + head)
+        lines += [row(name, b) for name, b in summary[key].items()]
+        lines.append("-" * (14 + len(head)))
+        lines.append(row("all", summary))
+        lines.append("")
+    return "\n".join(lines).rstrip()

@@ -121,14 +121,18 @@ def _load_synthetic(args):
 
     folder = Path(args.synthetic_dir or Path(args.out) / "synthetic")
     params = {"seed": args.synthetic_seed, "num_databases": args.synthetic_databases,
-              "train_per_db": args.synthetic_train_per_db, "eval_per_db": args.synthetic_eval_per_db}
+              "train_per_db": args.synthetic_train_per_db, "eval_per_db": args.synthetic_eval_per_db,
+              "generator": synthetic.GENERATOR_VERSION}
     stamp = folder / "synthetic.json"
     if not stamp.is_file() or json.loads(stamp.read_text()) != params:
         print(f"[prepare] generating synthetic databases in {folder}", file=sys.stderr)
-        synthetic.generate(folder, **params)
+        synthetic.generate(folder, **{k: v for k, v in params.items() if k != "generator"})
         stamp.write_text(json.dumps(params))
     errors = RecordErrors()
-    return finish(args, SpiderFolder(folder, errors).splits(), errors, "synthetic")
+    spider_format = SpiderFolder(folder, errors)
+    # dev is the validation split; the two test splits hold out domains and wordings (text2sql/synthetic/)
+    splits = {("val" if name == "dev" else name): spider_format.load_split(f"{name}.json") for name in synthetic.SPLITS}
+    return finish(args, splits, errors, "synthetic")
 
 
 def _spider_args(group) -> None:

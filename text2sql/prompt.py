@@ -18,11 +18,15 @@ User text (schemas, questions, SQL) is always encoded with `encode_ordinary`, so
 contains the literal text "<|sql|>" becomes ordinary text tokens; only this module inserts control
 tokens, by id.
 
+The schema is linked to the question (text2sql/linking.py): tables the question names, or whose columns
+it names, come first; every name the question uses is marked with a `*` after it
+(`patient*: patient_id int pk, patient_name* text, age* int`), so a small model finds what to copy.
 Schemas that do not fit the token budget are cut by one fixed rule (`fit_schema`):
   1. the full serialisation with column types;
   2. without column types (keys are kept: they say how to join);
-  3. dropping whole tables, least relevant first: tables neither named in the question nor having a
-     column named in it go first, later tables before earlier ones; at least one table stays;
+  3. dropping whole tables, least relevant first: tables that are neither linked nor a foreign-key
+     neighbour of a linked table go first, then the neighbours, then tables linked only through a column
+     name, last the tables the question names; later tables before earlier ones; one table stays;
   4. if one table alone is still too long, its text is cut at the budget.
 The rule needs only the schema and the question, so training and inference cut identically.
 """
@@ -32,7 +36,8 @@ import re
 from typing import Callable, Iterable
 
 from data.prepare import DOCUMENT_END_TOKEN
-from text2sql.schema import Schema, Table
+from text2sql.linking import link
+from text2sql.schema import Schema
 
 SCHEMA_TOKEN = "<|schema|>"
 QUESTION_TOKEN = "<|question|>"
@@ -41,24 +46,24 @@ SQL_END_TOKEN = "<|end|>"  # ends the SQL answer (the model stops there)
 ENDOFTEXT_TOKEN = DOCUMENT_END_TOKEN  # "<|endoftext|>": separates documents in a token stream (data/)
 SPECIAL_TOKENS = [ENDOFTEXT_TOKEN, SCHEMA_TOKEN, QUESTION_TOKEN, SQL_TOKEN, SQL_END_TOKEN]
 
+PROMPT_VERSION = 2  # bumped whenever the same example gives other tokens (prepared data is remade)
 DEFAULT_MAX_SQL_TOKENS = 96  # room kept for the SQL (and <|end|>) when the schema is fitted
 
 
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def _words(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower()))
-
-
-def _relevance(table: Table, question_words: set[str]) -> int:
-    """1 when the question names the table or one of its non-key columns (underscores read as spaces)."""
-    names = [table.name] + [c.name for c in table.columns if not c.primary_key]
-    for name in names:
-        parts = _WORD.findall(name.lower())
-        if parts and all(p in question_words or p + "s" in question_words for p in parts):
-            return 1
-    return 0
+def linked_schema(schema: Schema, question: str) -> tuple[Schema, frozenset, dict[str, int]]:
+    """(the schema with linked tables first, the marked names, each table's relevance: 3 named by the
+    question, 2 holding a column it names, 1 a foreign-key neighbour of those, 0 none of these)."""
+    tables, columns = link(schema, question)
+    linked = tables | {t for t, _ in columns}
+    neighbours = set()
+    for t in schema.tables:
+        for c in t.columns:
+            if c.references and (t.name in linked) != (c.references[0] in linked):
+                neighbours.add(c.references[0] if t.name in linked else t.name)
+    relevance = {t.name: 3 if t.name in tables else 2 if t.name in linked else 1 if t.name in neighbours else 0
+                 for t in schema.tables}
+    order = sorted(range(len(schema.tables)), key=lambda i: (-relevance[schema.tables[i].name], i))
+    return Schema([schema.tables[i] for i in order]), frozenset(tables | columns), relevance
 
 
 def fit_schema(schema: Schema, question: str, max_tokens: int,
@@ -66,17 +71,17 @@ def fit_schema(schema: Schema, question: str, max_tokens: int,
     """The schema text, cut by the module's rule to at most `max_tokens` (as counted by count_tokens)."""
     if max_tokens <= 0:
         return ""
+    schema, marked, relevance = linked_schema(schema, question)
     for with_types in (True, False):
-        text = schema.to_text(with_types)
+        text = schema.to_text(with_types, marked)
         if count_tokens(text) <= max_tokens:
             return text
-    qwords = _words(question)
-    # drop order: irrelevant tables first, and within a relevance class the later tables first
-    order = sorted(range(len(schema.tables)), key=lambda i: (_relevance(schema.tables[i], qwords), -i))
+    # drop order: irrelevant tables first, then neighbours; within a class the later tables first
+    order = sorted(range(len(schema.tables)), key=lambda i: (relevance[schema.tables[i].name], -i))
     kept = set(range(len(schema.tables)))
     for i in order[:-1]:
         kept.discard(i)
-        text = Schema([t for j, t in enumerate(schema.tables) if j in kept]).to_text(with_types=False)
+        text = Schema([t for j, t in enumerate(schema.tables) if j in kept]).to_text(False, marked)
         if count_tokens(text) <= max_tokens:
             return text
     # one table left and still too long: cut its text (binary search on characters)

@@ -39,8 +39,8 @@ class Column:
     primary_key: bool = False
     references: tuple[str, str] | None = None  # (table, column) this foreign key points to
 
-    def to_text(self, with_type: bool = True) -> str:
-        parts = [self.name]
+    def to_text(self, with_type: bool = True, marked: bool = False) -> str:
+        parts = [self.name + ("*" if marked else "")]
         if with_type and self.type:
             parts.append(compact_type(self.type))
         if self.primary_key:
@@ -55,17 +55,21 @@ class Table:
     name: str
     columns: list[Column] = field(default_factory=list)
 
-    def to_text(self, with_types: bool = True) -> str:
-        return f"{self.name}: " + ", ".join(c.to_text(with_types) for c in self.columns)
+    def to_text(self, with_types: bool = True, marked: frozenset = frozenset()) -> str:
+        """`name: col type pk, ...`; a column (or the table) in `marked` is written with a `*` after its
+        name: the question names it (schema linking, text2sql/linking.py)."""
+        head = self.name + ("*" if self.name in marked else "")
+        return f"{head}: " + ", ".join(c.to_text(with_types, (self.name, c.name) in marked) for c in self.columns)
 
 
 @dataclass
 class Schema:
     tables: list[Table] = field(default_factory=list)
 
-    def to_text(self, with_types: bool = True) -> str:
-        """The compact serialisation: `table: col type [pk] [fk t.c], ... | table2: ...`."""
-        return " | ".join(t.to_text(with_types) for t in self.tables)
+    def to_text(self, with_types: bool = True, marked: frozenset = frozenset()) -> str:
+        """The compact serialisation: `table: col type [pk] [fk t.c], ... | table2: ...`; names in
+        `marked` (table names and (table, column) pairs) get a `*`."""
+        return " | ".join(t.to_text(with_types, marked) for t in self.tables)
 
     def table(self, name: str) -> Table:
         for t in self.tables:

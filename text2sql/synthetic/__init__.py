@@ -5,27 +5,32 @@
 writes a Spider-format folder (so one loader, text2sql/sources/spider.py, reads it and Spider alike):
 
     data/synthetic/database/<db_id>/<db_id>.sqlite
-    data/synthetic/tables.json               # Spider's schema format
-    data/synthetic/{train,dev,test}.json     # [{db_id, question, query, shape}]
+    data/synthetic/tables.json                       # Spider's schema format, with readable names
+    data/synthetic/{train,dev,test_domains,test_wordings}.json   # [{db_id, question, query, shape}]
 
-How it varies: each database instantiates one of ten domains (company, school, library, ...). A domain
-has two or three tables linked by foreign keys; every database picks its own table names (e.g.
-`employee` or `worker`), its own subset of columns, its own column-name variants and its own rows. The
-questions come from about 25 SQL shapes (SELECT, WHERE with AND/OR, comparisons, LIKE, BETWEEN, IN,
-ORDER BY, LIMIT, DISTINCT, COUNT/AVG/SUM/MIN/MAX, GROUP BY, HAVING, JOIN over foreign keys, nested
-subqueries, UNION/INTERSECT/EXCEPT), each with several English phrasings.
+How it varies: each database composes two or three entities of one of 40 themes (a hospital's doctors
+and patients, a port's ships and captains, ...) into tables linked by foreign keys, with a label column
+and a few of ~80 attributes each, named in one of several styles (snake_case, camelCase, PascalCase,
+plural tables, abbreviations); rows are drawn from value pools (vocabulary.py, database.py). The questions
+come from about 25 SQL shapes (SELECT, WHERE with AND/OR, comparisons, LIKE, BETWEEN, IN, ORDER BY,
+LIMIT, DISTINCT, COUNT/AVG/SUM/MIN/MAX, GROUP BY, HAVING, JOIN over foreign keys, nested subqueries,
+UNION/INTERSECT/EXCEPT), each with several English templates and surface forms (questions.py).
+
+The splits measure generalisation, not recall:
+  train           databases of the 30 training themes, training attributes, training wordings
+  dev             new databases of the training themes (validation loss)
+  test_domains    databases of the 10 held-out themes with the held-out attributes: no table or column
+                  name of these databases occurs in any training database
+  test_wordings   new databases of the training themes, asked only with the held-out template of every
+                  shape: no such phrasing occurs in training
 
 Guarantees (tested): the output depends only on the arguments (seeded `random.Random`, no clock, no
 hash order); every gold query executes and returns at least one row; a query with LIMIT has no tie at
-its cut-off (so the gold answer is well defined); the split is by database: the first database of
-each domain goes to test, the second to dev, the rest to train, so every test schema is unseen.
+its cut-off (so the gold answer is well defined).
 
-The modules: domains.py (the ten domains and their word lists), database.py (one database: variants,
-rows, SQLite, tables.json entry), questions.py (the SQL shapes and their wordings); this file ties them
-together (`generate`, the command line).
-
-The language is deliberately regular (column names read as words: `hire_year` -> "hire year", a small
-value vocabulary): a model of a few million parameters trained for minutes on a CPU can learn it.
+The modules: vocabulary.py (themes, attributes, value pools, what is held out), database.py (one
+database: composition, naming style, rows, SQLite, tables.json entry), questions.py (the SQL shapes,
+their wordings and surface forms); this file ties them together (`generate`, the command line).
 """
 from __future__ import annotations
 
@@ -37,41 +42,55 @@ from collections import Counter
 from pathlib import Path
 
 from text2sql.synthetic.database import BuiltColumn, BuiltTable, build_database, spider_tables_entry, write_sqlite
-from text2sql.synthetic.domains import DOMAINS, ColumnSpec, TableSpec, column_spec
 from text2sql.synthetic.questions import SHAPES, QuestionMaker, generate_questions
+from text2sql.synthetic.vocabulary import ATTRIBUTES, HELD_OUT_ATTRIBUTES, HELD_OUT_THEMES, THEMES, themes_for
 
-__all__ = ["generate", "main", "DOMAINS", "SHAPES", "ColumnSpec", "TableSpec", "column_spec", "BuiltColumn",
-           "BuiltTable", "build_database", "write_sqlite", "spider_tables_entry", "QuestionMaker",
-           "generate_questions"]
+__all__ = ["generate", "main", "SPLITS", "SHAPES", "THEMES", "ATTRIBUTES", "HELD_OUT_THEMES", "HELD_OUT_ATTRIBUTES",
+           "BuiltColumn", "BuiltTable", "build_database", "write_sqlite", "spider_tables_entry", "QuestionMaker",
+           "generate_questions", "split_of"]
+
+SPLITS = ("train", "dev", "test_domains", "test_wordings")
+INVENTED_SHARE = 0.4  # of the training databases
+GENERATOR_VERSION = 3  # bumped whenever the same arguments would give different data (prepared data is remade)
+
+
+def split_of(i: int, num_databases: int) -> str:
+    """The split of the i-th database: the first twentieth (at least one) of the databases for each
+    evaluation split, the rest for training."""
+    n_eval = max(1, num_databases // 20)
+    return ("test_domains", "test_wordings", "dev")[i // n_eval] if i < 3 * n_eval else "train"
 
 
 def generate(out_dir: str | Path, seed: int = 0, num_databases: int = 60, train_per_db: int = 200,
              eval_per_db: int = 25, progress: bool = True) -> dict:
     """Write the synthetic Spider-format folder; returns {split: number of examples}."""
     out = Path(out_dir)
-    domains = list(DOMAINS)
-    if num_databases < 3:
-        raise ValueError("num_databases must be at least 3 (one each for train, dev and test)")
-    splits: dict[str, list] = {"train": [], "dev": [], "test": []}
+    if num_databases < 4:
+        raise ValueError("num_databases must be at least 4 (one each for train, dev, test_domains, test_wordings)")
+    train_themes, held_out_themes = themes_for(held_out=False), themes_for(held_out=True)
+    splits: dict[str, list] = {name: [] for name in SPLITS}
     tables = []
-    per_domain = Counter()
+    seen_by_split = Counter()
     for i in range(num_databases):
-        domain = domains[i % len(domains)]
-        k = per_domain[domain]
-        per_domain[domain] += 1
-        # small runs (fewer databases than 3 per domain) still get all three splits
-        if num_databases < 3 * len(domains):
-            split = ["test", "dev"][i] if i < 2 else "train"
-        else:
-            split = "test" if k == 0 else "dev" if k == 1 else "train"
-        db_id = f"{domain}_{i:03d}"
+        split = split_of(i, num_databases)
+        k = seen_by_split[split]
+        seen_by_split[split] += 1
+        held_out_domain = split == "test_domains"
+        pool = held_out_themes if held_out_domain else train_themes
+        theme = pool[k % len(pool)]
         rng = random.Random(f"text2sql-synthetic/{seed}/{i}")
-        built = build_database(domain, rng)
+        # a share of the training databases use made-up names, so that names must be read off the schema
+        invented = split == "train" and rng.random() < INVENTED_SHARE
+        built = build_database(theme, rng, held_out=held_out_domain, invented=invented)
+        if invented:
+            theme = "invented"
+        db_id = f"{theme}_{i:03d}"
         db_path = out / "database" / db_id / f"{db_id}.sqlite"
         write_sqlite(built, db_path)
         tables.append(spider_tables_entry(db_id, built))
         n = train_per_db if split == "train" else eval_per_db
-        for rec in generate_questions(built, db_path, n, rng):
+        wordings = "held_out" if split == "test_wordings" else "train"
+        for rec in generate_questions(built, db_path, n, rng, wordings=wordings):
             splits[split].append({"db_id": db_id, **rec})
         if progress:
             print(f"\rsynthetic: database {i + 1}/{num_databases}", end="", file=sys.stderr, flush=True)

@@ -1,8 +1,10 @@
 """Safe SQL execution: reads work, every kind of write or escape fails with a clear error within the time
 limit, and the database file is byte-identical afterwards (the hostile-SQL suite)."""
 import hashlib
+import os
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -113,12 +115,12 @@ def test_odd_path_characters_do_not_inject_uri_parameters(tmp_path, db):
     assert digest(odd) == before
 
 
-def test_connection_reuse_and_raise_helper(db):
+def test_open_readonly_and_raise_helper(db):
     conn = open_readonly(db)
     try:
-        assert execute_sql(db, "SELECT MAX(id) FROM purchase", conn=conn).rows == [(200,)]
-        assert not execute_sql(db, "DROP TABLE purchase", conn=conn).ok
-        assert execute_sql(db, "SELECT MIN(id) FROM purchase", conn=conn).rows == [(1,)]
+        assert conn.execute("SELECT MAX(id) FROM purchase").fetchall() == [(200,)]
+        with pytest.raises(sqlite3.DatabaseError, match="authoriz"):
+            conn.execute("DROP TABLE purchase")
     finally:
         conn.close()
     with pytest.raises(ValueError, match="authoriz"):
@@ -140,3 +142,131 @@ def test_format_rows():
     text = format_rows(ExecResult(rows=[(1, None), (2, "x")], columns=["a", "b"]), limit=1)
     assert text.splitlines() == ["a | b", "1 | NULL", "... (2 rows)"]
     assert format_rows(ExecResult(error="boom")) == "error: boom"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Bounds whatever the SQL (issue 12): time within 1.5x the limit, memory within 512 MB, result size capped,
+# no file created or changed next to the database. Each bomb's time and peak memory is printed (pytest -s).
+
+BOMB_TIMEOUT_S = 1.0
+PRINTF_BOMB = "length(printf('%.*c', 1000000000, 'x'))"  # one C call the progress handler cannot interrupt
+BOMBS = {
+    "printf x5": "SELECT " + ", ".join([PRINTF_BOMB] * 5),
+    "printf x5 per row": "SELECT " + ", ".join([PRINTF_BOMB] * 5) + " FROM customer LIMIT 10",
+    "1500 x zeroblob(999999) in one row": "SELECT " + ", ".join(["zeroblob(999999)"] * 1500),
+    "5000 rows x randomblob(900000)": "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r LIMIT 5000) "
+                                      "SELECT randomblob(900000) FROM r",
+    "DISTINCT over a cartesian product": "SELECT COUNT(*) FROM (SELECT DISTINCT a.id, b.id, c.id, d.id, a.amount "
+                                         "* b.amount FROM purchase a, purchase b, purchase c, purchase d)",
+    "endless recursive CTE": "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT COUNT(*) FROM r",
+}
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("name", list(BOMBS))
+def test_bomb_ends_in_time_and_memory_and_touches_no_file(db, tmp_path, name):
+    from text2sql import sql_exec
+
+    before, files_before = digest(db), sorted(p.name for p in tmp_path.iterdir())
+    getattr(sql_exec, "shutdown_worker", lambda: None)()  # a fresh worker: its peak memory is this bomb's
+    assert execute_sql(db, "SELECT 1").ok  # a warm worker: the time below is the query's alone
+    parent_before = _peak_rss_mb()
+    t0 = time.perf_counter()
+    r = execute_sql(db, BOMBS[name], timeout_s=BOMB_TIMEOUT_S)
+    elapsed = time.perf_counter() - t0
+    peak = getattr(r, "worker_peak_mb", None)
+    print(f"\nbomb {name!r}: {elapsed:.2f} s (limit {BOMB_TIMEOUT_S:g} s), worker peak "
+          f"{peak if peak is None else round(peak)} MB, caller peak +{_peak_rss_mb() - parent_before:.0f} MB: "
+          f"{r.error or f'{len(r.rows)} rows'}")
+    assert not r.ok, f"{name} returned {len(r.rows)} rows"
+    assert elapsed < 1.5 * BOMB_TIMEOUT_S, elapsed
+    assert _peak_rss_mb() - parent_before < 100  # the caller did not hold the result
+    assert peak is not None and peak < 512
+    assert digest(db) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == files_before
+    assert execute_sql(db, "SELECT COUNT(*) FROM customer").rows == [(50,)]  # the next query works
+
+
+def test_result_size_is_capped_in_bytes_as_well_as_rows(db):
+    r = execute_sql(db, "SELECT a.name || b.name FROM customer a, customer b", max_rows=100)
+    assert r.ok and r.truncated and len(r.rows) == 100
+    r = execute_sql(db, "SELECT a.name || b.name FROM customer a, customer b", max_result_bytes=10_000)
+    assert not r.ok and "result too large" in r.error
+
+
+def _written_bytes() -> int:
+    """Bytes this process and its SQL worker passed to write() (temp files included, though unlinked)."""
+    from text2sql import sql_exec
+
+    pids = [os.getpid()] + ([sql_exec._worker.proc.pid] if getattr(sql_exec, "_worker", None) else [])
+    total = 0
+    for pid in pids:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/<pid>/io")
+def test_large_sort_writes_no_temporary_file(db):
+    assert execute_sql(db, "SELECT 1").ok
+    before = _written_bytes()
+    # ~1e6 distinct rows: far more than SQLite's page cache, so a file-backed temp store would spill to disk
+    r = execute_sql(db, "SELECT COUNT(*) FROM (SELECT DISTINCT a.id, b.id, c.id FROM purchase a, purchase b, "
+                        "customer c)", timeout_s=20)
+    assert r.ok and r.rows == [(200 * 200 * 50,)], r.error
+    assert _written_bytes() - before < 1_000_000
+
+
+def _wal_db(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (x INT)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    conn.commit()
+    return conn
+
+
+def test_wal_database_gets_no_shm_or_wal_file(tmp_path):
+    path = tmp_path / "w.sqlite"
+    _wal_db(path).close()  # the last connection checkpoints and removes -wal and -shm
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.sqlite"]
+    before = digest(path)
+    assert execute_sql(path, "SELECT x FROM t").rows == [(1,)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.sqlite"]
+    assert digest(path) == before
+
+
+def test_database_being_written_is_refused_quickly_not_read_half_written(tmp_path):
+    path = tmp_path / "w.sqlite"
+    writer = _wal_db(path)
+    writer.execute("INSERT INTO t VALUES (2)")
+    writer.commit()  # committed to the -wal file only: an immutable read would silently miss it
+    t0 = time.perf_counter()
+    r = execute_sql(path, "SELECT COUNT(*) FROM t", timeout_s=1.0)
+    assert not r.ok and "write-ahead log" in r.error and time.perf_counter() - t0 < 1.5
+    writer.close()
+    assert execute_sql(path, "SELECT COUNT(*) FROM t").rows == [(2,)]
+
+
+def test_database_locked_by_a_writer_answers_within_the_limit(db):
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")
+    try:
+        t0 = time.perf_counter()
+        r = execute_sql(db, "SELECT COUNT(*) FROM customer", timeout_s=1.0)
+        assert time.perf_counter() - t0 < 1.5
+        assert r.ok and r.rows == [(50,)], r.error  # nothing written yet: the file is consistent
+        writer.execute("DELETE FROM customer WHERE id > 10")  # uncommitted: a hot journal exists
+        t0 = time.perf_counter()
+        r = execute_sql(db, "SELECT COUNT(*) FROM customer", timeout_s=1.0)
+        assert time.perf_counter() - t0 < 1.5
+        assert (not r.ok and "journal" in r.error) or r.rows == [(50,)], (r.error, r.rows)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -701,9 +701,9 @@ def tuned_entry(capability: tuple[int, int], head_dim: int) -> dict:
     path = os.environ.get("KERNELS_TUNED", "")
     if path.lower() in ("off", "0", "none"):
         return {}
-    data = _load_tuned(path or str(TUNED_PATH))
-    arch = data.get("attention", {}).get(f"sm_{capability[0]}{capability[1]}", {})
-    entry = arch.get(str(head_dim), {}) if isinstance(arch, dict) else {}
+    entry = _load_tuned(path or str(TUNED_PATH))
+    for key in ("attention", f"sm_{capability[0]}{capability[1]}", str(head_dim)):
+        entry = entry.get(key, {}) if isinstance(entry, dict) else {}
     return entry if isinstance(entry, dict) else {}
 
 

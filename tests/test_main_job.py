@@ -12,7 +12,7 @@ def test_main_job_tiny_budget(tmp_path, capsys):
     args = ["--data", str(data), "--out", str(run), "--databases", "10", "--train-per-db", "24",
             "--eval-per-db", "6", "--vocab-size", "400", "--block-size", "128", "--questions-per-schema", "4",
             "--max-steps", "12", "--eval-limit", "6", "--show", "2", "--no-progress",
-            "--set", "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "train.batch_size=4",
+            "--set", "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "train.batch_size=4", "train.compile=false",
             "train.eval_iters=1", "train.warmup_steps=2", "train.log_interval=4"]
     assert demo.main(args) == 0
     out = capsys.readouterr().out

@@ -252,7 +252,7 @@ def test_prepare_reports_user_mistakes(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert prepare.main(["--source", "jsonl", "--out", str(tmp_path / "o")]) == 2
     assert "needs --jsonl" in capsys.readouterr().err
-    assert prepare.main(["--source", "synthetic", "--out", str(tmp_path / "o"), "--synthetic-databases", "3",
+    assert prepare.main(["--source", "synthetic", "--out", str(tmp_path / "o"), "--synthetic-databases", "4",
                          "--synthetic-train-per-db", "3", "--synthetic-eval-per-db", "2", "--block-size", "128",
                          "--shard-tokens", "1000"]) == 2
     assert "multiple of --block-size" in capsys.readouterr().err

@@ -6,7 +6,8 @@ It does what these three commands do, one after the other, through their Python 
 commands yourself to change anything):
 
     python -m text2sql.prepare --source synthetic --out data/processed/text2sql --vocab-size 2048 \\
-        --block-size 256 --questions-per-schema 8 --synthetic-databases 200 --synthetic-train-per-db 100
+        --block-size 256 --questions-per-schema 8 --synthetic-databases 1000 --synthetic-train-per-db 30 \\
+        --synthetic-eval-per-db 5
     python -m train --config configs/text2sql_cpu.json --set data.dir=data/processed/text2sql train.out_dir=runs/text2sql
     python -m text2sql.evaluate --checkpoint runs/text2sql --data data/processed/text2sql --split test_domains
     python -m text2sql.evaluate --checkpoint runs/text2sql --data data/processed/text2sql --split test_wordings
@@ -53,15 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=0, help="stop training after N steps (0: the config's)")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                    help="more training config overrides, e.g. model.n_layer=2")
-    p.add_argument("--databases", type=int, default=200, help="synthetic databases (train/dev/test by database)")
-    p.add_argument("--train-per-db", type=int, default=100)
-    p.add_argument("--eval-per-db", type=int, default=25)
+    p.add_argument("--databases", type=int, default=1000,
+                   help="synthetic databases (a twentieth each for dev, test_domains, test_wordings; the rest train)")
+    p.add_argument("--train-per-db", type=int, default=30)
+    p.add_argument("--eval-per-db", type=int, default=5)
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed")
     p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--questions-per-schema", type=int, default=8)
     p.add_argument("--eval-limit", type=int, default=0, help="evaluate only the first N test examples (0: all)")
     p.add_argument("--show", type=int, default=5, help="examples to print with their SQL and result rows")
+    p.add_argument("--decode", default=None, choices=("greedy", "constrained", "beam", "beam+exec"),
+                   help="how SQL is decoded (default: text2sql.decoding.DEFAULT_DECODE; see text2sql.evaluate)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -113,7 +117,8 @@ def run_demo(args) -> int:
     results = {}
     for split in TEST_SPLITS:
         print(f"[demo] 3/3 evaluate: {args.out} on {data} ({split})", file=sys.stderr)
-        results[split] = evaluate_checkpoint(args.out, data, split, limit=args.eval_limit, show=args.show,
+        decode = {"decode": args.decode} if args.decode else {}
+        results[split] = evaluate_checkpoint(args.out, data, split, limit=args.eval_limit, show=args.show, **decode,
                                              progress=not args.no_progress)["summary"]
     print("\nheld-out evaluation (execution accuracy, 95% interval, the lookup baseline on the same questions):")
     for split, summary in results.items():

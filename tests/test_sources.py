@@ -280,3 +280,15 @@ def test_prepare_sqltext_unlabeled_corpus(tmp_path, spider_dir):
     text = tok.decode(np.load(out / meta["splits"]["train"][0]["tokens"]).tolist())
     assert "singer: id int pk" in text and "SELECT COUNT(*) FROM singer" in text  # schemas + gold SQL
     assert meta["splits"]["val"][0]["n_tokens"] > 0
+
+
+def test_text2sql_prepare_runs_as_a_module(tmp_path):
+    """`python -m text2sql.prepare` registers each source once (the module body runs as __main__ too)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-m", "text2sql.prepare", "--help"], cwd=root, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and "synthetic" in res.stdout and "spider" in res.stdout, res.stderr

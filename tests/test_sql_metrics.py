@@ -132,9 +132,22 @@ def test_summarize_and_table(db):
     assert s["execution_accuracy"] == pytest.approx(2 / 4)
     assert s["exact_match"] == pytest.approx(1 / 5)
     assert s["valid_sql_rate"] == pytest.approx(4 / 5)
-    assert s["by_shape"]["aggregate"] == {"n": 2, "execution_accuracy": 1.0, "exact_match": 0.5,
-                                          "valid_sql_rate": 1.0}
+    aggregate = s["by_shape"]["aggregate"]
+    assert {k: aggregate[k] for k in ("n", "execution_accuracy", "exact_match", "valid_sql_rate")} == \
+        {"n": 2, "execution_accuracy": 1.0, "exact_match": 0.5, "valid_sql_rate": 1.0}
+    # Wilson 95% interval of 2/2: [z^2 / (n + z^2) ... 1] = [0.3424, 1.0]; of 2/4: [0.1500, 0.8500]
+    assert aggregate["ci95"] == pytest.approx([0.342372, 1.0], abs=1e-5)
+    assert s["ci95"] == pytest.approx([0.150036, 0.849964], abs=1e-5)
     assert s["by_shape"]["where"]["execution_accuracy"] == 0.0
+    assert set(s["by_hardness"]) <= {"easy", "medium", "hard", "extra", "unknown"}
+    assert sum(b["n"] for b in s["by_hardness"].values()) == 5
+    assert "baseline_accuracy" not in s  # no baseline was scored
+    for sc in scored:
+        sc.baseline_match = sc.gold_ok
+    with_baseline = summarize(scored)
+    assert with_baseline["baseline_accuracy"] == 1.0
     table = format_table(s)
-    assert "aggregate" in table and table.splitlines()[-1].startswith("all")
-    assert "50.0%" in table.splitlines()[-1]
+    lines = table.splitlines()
+    assert "aggregate" in table and lines[-1].startswith("all") and "hardness" in table
+    assert "50.0%" in lines[-1] and "15%-85%" in lines[-1]
+    assert "lookup" in format_table(with_baseline) and "lookup" not in table

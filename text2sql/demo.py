@@ -81,6 +81,7 @@ def main(argv=None) -> int:
 
 def run_demo(args) -> int:
     from text2sql.evaluate import evaluate_checkpoint
+    from text2sql.report import add_evaluation
     from text2sql.prepare import prepare_synthetic
     from train.config import load_config
     from train.loop import TrainingDiverged, run
@@ -118,8 +119,11 @@ def run_demo(args) -> int:
     for split in TEST_SPLITS:
         print(f"[demo] 3/3 evaluate: {args.out} on {data} ({split})", file=sys.stderr)
         decode = {"decode": args.decode} if args.decode else {}
-        results[split] = evaluate_checkpoint(args.out, data, split, limit=args.eval_limit, show=args.show, **decode,
-                                             progress=not args.no_progress)["summary"]
+        payload = evaluate_checkpoint(args.out, data, split, limit=args.eval_limit, show=args.show, **decode,
+                                      progress=not args.no_progress)
+        results[split] = payload["summary"]
+        files = add_evaluation(payload, Path(args.out) / "report" / split)  # PNG charts + an HTML page
+        print(f"[demo] report: {files['html']}", file=sys.stderr)
     print("\nheld-out evaluation (execution accuracy, 95% interval, the lookup baseline on the same questions):")
     for split, summary in results.items():
         lo, hi = summary["ci95"]

@@ -258,18 +258,21 @@ def _load_sqltext(args):
     return {"train": train, "val": val}
 
 
-register_source(Source("synthetic", "built-in synthetic text-to-SQL databases (no download)", _load_synthetic,
-                       _synthetic_args, special_tokens=tuple(SPECIAL_TOKENS)))
-register_source(Source("spider", "Spider-format folder (text-to-SQL)", _load_spider, _spider_args,
-                       special_tokens=tuple(SPECIAL_TOKENS)))
-register_source(Source("wikisql", "WikiSQL folder (text-to-SQL)", _load_wikisql, _wikisql_args,
-                       special_tokens=tuple(SPECIAL_TOKENS)))
-register_source(Source("jsonl", "your own text-to-SQL JSONL records", _load_jsonl, _jsonl_args,
-                       special_tokens=tuple(SPECIAL_TOKENS)))
-register_source(Source("hf", "a Hugging Face text-to-SQL dataset (needs `datasets`)", _load_hf, _hf_args,
-                       special_tokens=tuple(SPECIAL_TOKENS)))
-register_source(Source("sqltext", "unlabeled text and SQL for pretraining (text-to-SQL tokens)", _load_sqltext,
-                       _sqltext_args, special_tokens=tuple(SPECIAL_TOKENS)))
+# Registered when imported as text2sql.prepare; run as a script (python -m), the module body is __main__ and
+# hands over to the imported module below, so each source registers exactly once.
+if __name__ != "__main__":
+    register_source(Source("synthetic", "built-in synthetic text-to-SQL databases (no download)", _load_synthetic,
+                           _synthetic_args, special_tokens=tuple(SPECIAL_TOKENS)))
+    register_source(Source("spider", "Spider-format folder (text-to-SQL)", _load_spider, _spider_args,
+                           special_tokens=tuple(SPECIAL_TOKENS)))
+    register_source(Source("wikisql", "WikiSQL folder (text-to-SQL)", _load_wikisql, _wikisql_args,
+                           special_tokens=tuple(SPECIAL_TOKENS)))
+    register_source(Source("jsonl", "your own text-to-SQL JSONL records", _load_jsonl, _jsonl_args,
+                           special_tokens=tuple(SPECIAL_TOKENS)))
+    register_source(Source("hf", "a Hugging Face text-to-SQL dataset (needs `datasets`)", _load_hf, _hf_args,
+                           special_tokens=tuple(SPECIAL_TOKENS)))
+    register_source(Source("sqltext", "unlabeled text and SQL for pretraining (text-to-SQL tokens)", _load_sqltext,
+                           _sqltext_args, special_tokens=tuple(SPECIAL_TOKENS)))
 
 
 def prepare_synthetic(out: str | Path, *, vocab_size: int = 2048, block_size: int = DEFAULT_BLOCK_SIZE,

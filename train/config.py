@@ -64,7 +64,8 @@ class TrainSection:
     ckpt_interval: int = 500          # 0: only at the end, -1: never
     keep_last: int = 3
     init_from: str = ""               # checkpoint to start from (fine-tuning): weights only
-    resume: bool = False              # continue from the last checkpoint in out_dir
+    resume: bool = False              # continue from the newest checkpoint in out_dir that verifies
+    overwrite: bool = False           # a fresh run may replace (delete) the checkpoints already in out_dir
     progress: bool = True             # tqdm bar on rank 0
     peak_flops: float = 0.0           # per device, for MFU; 0: known GPU table, or measured on CPU
     threads: int = 0                  # torch CPU threads per process (0: cores / local processes)

@@ -37,8 +37,11 @@ def measured_matmul_flops(device: torch.device, dtype=torch.float32, n: int = 10
     return best
 
 
-def peak_flops(device: torch.device, override: float = 0.0) -> tuple[float, str]:
-    """(peak FLOP/s per device, where the number comes from)."""
+def peak_flops(device: torch.device, override: float = 0.0) -> tuple[float | None, str]:
+    """(peak FLOP/s per device, where the number comes from); (None, why) on a CPU without an override.
+
+    No CPU peak is guessed: a matmul timed at start-up on a shared machine is a floor, not a peak (MFU read
+    151% under load), and it is an fp32 rate that bf16 autocast exceeds. Give train.peak_flops for CPU MFU."""
     if override > 0:
         return override, "config train.peak_flops"
     if device.type == "cuda":
@@ -47,7 +50,7 @@ def peak_flops(device: torch.device, override: float = 0.0) -> tuple[float, str]
             if key in name:
                 return flops, f"{name} bf16 datasheet"
         return measured_matmul_flops(device, torch.bfloat16, 4096), f"{name} measured bf16 matmul"
-    return measured_matmul_flops(device), "measured fp32 matmul (1024^3) on this CPU"
+    return None, "no CPU peak (set train.peak_flops for MFU)"
 
 
 class RunLog:
@@ -63,9 +66,8 @@ class RunLog:
             self.path.write_text("")
         elif self.path.exists():
             # drop what the interrupted run logged after the checkpoint we resume from: the resumed run
-            # logs those steps again, and the file stays one curve
-            keep = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            # logs those steps again, and the file stays one curve. A line cut short by the kill is dropped.
+            keep = [json.dumps(r) for r in read_log(self.path) if r.get("step", 0) <= resume_step]
             self.path.write_text("".join(line + "\n" for line in keep))
 
     def write(self, **record) -> None:
@@ -75,7 +77,17 @@ class RunLog:
 
 
 def read_log(path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The records of a log.jsonl; a line that is not a JSON object (a write cut short by a kill or a full
+    disk) is skipped."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def plot_loss(log_path, png_path, title: str = "") -> None:

@@ -21,7 +21,8 @@ from torch.nn.parallel import DistributedDataParallel
 from data.shards import BatchLoader, ShardDataset, read_meta
 from gpt.model import GPT, GPTConfig, PRESETS
 from train import ddp
-from train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from train.checkpoint import (check_resumable, list_checkpoints, load_checkpoint, load_newest, load_weights, model_config_from,
+                              check_out_dir, clear_checkpoints, save_checkpoint)
 from train.config import Config
 from train.log import RunLog, peak_flops, plot_loss
 from train.optim import build_optimizer, lr_at
@@ -92,6 +93,18 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
     out_dir = Path(t.out_dir)
     main = dist.is_main
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if main else (lambda msg: None)
+    if t.resume and t.overwrite:
+        raise ValueError("train.resume and train.overwrite exclude each other: continue the run in "
+                         f"{out_dir} (--resume) or replace it (train.overwrite=true)")
+    # ---- the output folder, checked before any work: a fresh run never mixes with another run's checkpoints
+    problem = None
+    try:
+        check_out_dir(out_dir, t.resume, t.overwrite)
+    except ValueError as e:
+        problem = str(e)
+    problems = [p for p in ddp.all_gather_objects(problem) if p]
+    if problems:
+        raise ValueError(problems[0])
 
     # ---- data
     data_dir = Path(config.data.dir)
@@ -104,7 +117,8 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
     init_state = None
     if t.init_from:
         init_state = load_checkpoint(t.init_from)
-        gcfg = GPTConfig(**{**init_state["model_config"], "dropout": config.model.dropout})
+        gcfg = model_config_from({"model_config": {**init_state["model_config"], "dropout": config.model.dropout}},
+                                 t.init_from)
         if meta["vocab_size"] > gcfg.vocab_size:
             raise ValueError(f"data vocabulary {meta['vocab_size']} exceeds the checkpoint's {gcfg.vocab_size}")
         if meta.get("block_size", gcfg.block_size) != gcfg.block_size:
@@ -126,7 +140,7 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
     torch.manual_seed(t.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     model = GPT(gcfg).to(device)
     if init_state is not None:
-        model.load_state_dict(init_state["model"])
+        load_weights(model, init_state["model"], t.init_from)
         say(f"[train] initialised from {t.init_from} (step {init_state['step']})")
     dtype = resolve_dtype(t.dtype, device)
     optimizer = build_optimizer(model, t.lr, t.weight_decay, (t.beta1, t.beta2), device.type)
@@ -135,15 +149,17 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
 
     # ---- resume
     start_step = 0
+    last_good = None  # the newest checkpoint known to verify: resumed from, or written by this run
     if t.resume:
-        path = latest_checkpoint(out_dir)
-        if path is None:
+        if not list_checkpoints(out_dir):
             say(f"[train] train.resume: no checkpoint in {out_dir / 'checkpoints'} yet, starting from step 0")
         else:
-            state = load_checkpoint(path, map_location=device)
+            # the newest checkpoint that verifies; a corrupt or truncated newer one is skipped, saying so
+            state, path = load_newest(out_dir, map_location=device, say=say)
+            check_resumable(state, path)
             if state["model_config"] != dataclasses.asdict(gcfg):
                 raise ValueError(f"{path} was trained with model {state['model_config']}, not {dataclasses.asdict(gcfg)}")
-            model.load_state_dict(state["model"])
+            load_weights(model, state["model"], path)
             optimizer.load_state_dict(state["optimizer"])
             if state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
@@ -155,6 +171,7 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
                 say(f"[train] checkpoint has RNG states of {len(state['rng'])} ranks, this run has "
                     f"{dist.world_size}: dropout masks will differ from the interrupted run")
             say(f"[train] resumed from {path} at step {start_step}")
+            last_good = path
 
     # ---- compile and DDP wrap (the raw `model` keeps the parameters and the state dict)
     forward_model = torch.compile(model) if t.compile else model
@@ -166,6 +183,8 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
     fpt = model.flops_per_token(T)
     peak, peak_source = peak_flops(device, t.peak_flops)
     decay_steps = t.lr_decay_steps or t.max_steps
+    if t.overwrite and main:  # every input checked: now the earlier run's checkpoints may go
+        clear_checkpoints(out_dir, say)
     log = RunLog(out_dir, main, resume_step=start_step if t.resume else None)
     log.write(kind="run", step=start_step, config=config.to_dict(), model_config=dataclasses.asdict(gcfg),
               params=model.num_params(), world_size=dist.world_size, device=str(device),
@@ -260,23 +279,22 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
         stats = ddp.all_reduce_sum(torch.stack([loss_sum, torch.tensor(float(over_time), device=device)]))
         loss_total, over_time_any = stats.tolist()
         if not math.isfinite(loss_total):
-            good = latest_checkpoint(out_dir)
             raise TrainingDiverged(
                 f"the loss became {loss_total} between steps {step - steps_since_log} and {step}; stopped. "
-                f"Last good checkpoint: {good or 'none'}. Try a lower train.lr or train.grad_clip, or dtype bf16/fp32")
+                f"Last good checkpoint: {last_good or 'none'}. Try a lower train.lr or train.grad_clip, or dtype bf16/fp32")
         last = step == t.max_steps or over_time_any > 0
         if log_due or last:
             now = time.perf_counter()
             tokens_per_s = steps_since_log * tokens_per_step / (now - t_log)
-            mfu = tokens_per_s / dist.world_size * fpt / peak
+            mfu = tokens_per_s / dist.world_size * fpt / peak if peak else None
             mean_loss = loss_total / (steps_since_log * dist.world_size)
             last_log = dict(kind="train", step=step, loss=mean_loss, lr=lr,
                             grad_norm=None if grad_norm is None else float(grad_norm),
                             tokens_per_s=tokens_per_s, mfu=mfu, steps=steps_since_log,
                             interval_s=now - t_log, elapsed_s=now - t_start)
             log.write(**last_log)
-            write(f"step {step:6d} | loss {mean_loss:.4f} | lr {lr:.2e} | {tokens_per_s:,.0f} tok/s | "
-                  f"MFU {100 * mfu:.1f}%")
+            write(f"step {step:6d} | loss {mean_loss:.4f} | lr {lr:.2e} | {tokens_per_s:,.0f} tok/s"
+                  + (f" | MFU {100 * mfu:.1f}%" if mfu is not None else ""))
             if bar is not None:
                 bar.set_postfix(loss=f"{mean_loss:.3f}")
             loss_sum.zero_()
@@ -290,6 +308,7 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
         if ckpt_due or (last and t.ckpt_interval >= 0):
             path = checkpoint(step)
             if path is not None:
+                last_good = path
                 write(f"step {step:6d} | saved {path}")
         if eval_due or ckpt_due or last:
             t_log = time.perf_counter()  # evaluation and checkpoint time is not training throughput

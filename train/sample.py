@@ -14,6 +14,7 @@ reader); the sampling itself is gpt/generate.py.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import torch
@@ -47,8 +48,12 @@ def main(argv=None) -> int:
     try:
         if args.max_new_tokens <= 0 or args.num_samples <= 0:
             raise ValueError("--max-new-tokens and --num-samples must be positive")
-        if not 0.0 < args.top_p <= 1.0 or args.temperature < 0:
-            raise ValueError("--top-p must be in (0, 1] and --temperature >= 0")
+        if not 0.0 < args.top_p <= 1.0:  # also false for nan
+            raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
+        if not 0.0 <= args.temperature < math.inf:
+            raise ValueError(f"--temperature must be a finite number >= 0 (0 = greedy), got {args.temperature}")
+        if args.top_k < 0:
+            raise ValueError(f"--top-k must be >= 0 (0 = off), got {args.top_k}")
         model, tok, state, ckpt_path = load_for_inference(args.checkpoint, pick_device(args.device), args.tokenizer)
         prompt = args.prompt if args.prompt is not None else sys.stdin.read()
         if not prompt.strip():

@@ -40,7 +40,7 @@ setup(
     #   no triton, so pip then takes the newest triton allowed here.
     # - triton: 3.6 is the GPU machine's (the oldest the kernels are verified on: the compile gate
     #   and the cuda tests); 3.8 and 3.9 are what pip installs beside torch 2.14.1 and beside the
-    #   CPU build, and the kernel tests pass on both (3.9 in CI; 3.8 with the two spills its
+    #   CPU build, and the kernel tests pass on both (3.9 in CI; 3.8 with the three spills its
     #   compiler adds, tests/compile_gate.py KNOWN_SPILLS). The gate's verdict depends on each
     #   version's code generation, so versions nobody has run it on are left out: < 3.10.
     # - tiktoken: the tokenizer's Unicode tables are tiktoken 0.14's (Unicode 16.0.0, from its Rust

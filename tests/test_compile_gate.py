@@ -2,7 +2,7 @@
 
 Every gate (here and in test_attention.py, test_layernorm.py, test_cross_entropy.py) judges the
 code of the INSTALLED triton; that verdict stands for the GPU machine's triton 3.6 when the
-installed one is 3.6 or 3.9 (compile_gate.JUDGES_FOR_3_6). On 3.8 the two spills that version
+installed one is 3.6 or 3.9 (compile_gate.JUDGES_FOR_3_6). On 3.8 the three spills that version
 adds are accepted and nothing else (compile_gate.KNOWN_SPILLS)."""
 import dataclasses
 

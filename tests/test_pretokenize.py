@@ -1,4 +1,4 @@
-"""The hand-written C++ pre-tokenizer against GPT-2's pattern run by tiktoken and by `regex`.
+r"""The hand-written C++ pre-tokenizer against GPT-2's pattern run by tiktoken and by `regex`.
 
 Nothing here reads the running Python's Unicode data (`unicodedata` follows the interpreter: 3.11
 has Unicode 14.0, 3.12 15.0). The character classes are pinned to Unicode 16.0.0, the version of

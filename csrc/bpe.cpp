@@ -91,7 +91,13 @@ Vocab::Vocab(std::vector<std::string> tokens, std::vector<Rank> ranks,
   for (Rank r : ranks) max_rank = std::max(max_rank, r);
   max_id = max_rank;
   for (auto& [text, id] : specials) max_id = std::max(max_id, id);
-  if (max_id >= 0x7FFFFFFFu) throw std::invalid_argument("token ids must be below 2**31");
+  if (max_id >= kMaxTokenId)
+    throw std::invalid_argument("token id " + std::to_string(max_id) + " is too large: ids must be below " +
+                                std::to_string(kMaxTokenId));
+  for (auto& t : tokens)
+    if (t.size() > kMaxTokenBytes)
+      throw std::invalid_argument("a token of " + std::to_string(t.size()) + " bytes is too long: at most " +
+                                  std::to_string(kMaxTokenBytes));
 
   size_t total = 0;
   for (auto& t : tokens) total += t.size();
@@ -130,17 +136,78 @@ Vocab::Vocab(std::vector<std::string> tokens, std::vector<Rank> ranks,
     if (byte_rank_[b] == kNoRank)
       throw std::invalid_argument("byte " + std::to_string(b) + " is not a token; a byte-level vocabulary needs all 256");
   }
-  // Every way to write a token as two tokens gives one entry: (left, right) -> token.
-  size_t n_splits = 0;
-  for (auto& t : tokens) n_splits += t.size() - 1;
+  // Every way to write a token as two tokens gives one entry: (left, right) -> token. A short token's
+  // splits are looked up directly (hash its prefix and its suffix at each split point). For a long
+  // token that costs O(length^2) (a 160 kB token took 4.6 s), so long tokens get two byte tries built
+  // from the long tokens alone, one of them reversed: walking a token down a trie marks the node where
+  // it ends, and one walk along a long token then yields the rank of each of its prefixes (suffixes).
+  // Work: O(total token bytes) in all; a vocabulary without long tokens builds no trie.
+  constexpr size_t kDirectSplitMax = 64;
+  size_t n_splits = 0, long_bytes = 0;
+  for (auto& t : tokens) {
+    n_splits += t.size() - 1;
+    if (t.size() > kDirectSplitMax) long_bytes += t.size();
+  }
   pair_to_rank_.reserve(n_splits);
+  PairToRank forward_edges, backward_edges;  // (node, byte) -> child node; node 0 is the root
+  std::vector<Rank> forward_rank(1, kNoRank), backward_rank(1, kNoRank);  // the token ending at a node
+  auto byte_at = [](const std::string& t, size_t k, bool reversed) { return Rank(uint8_t(reversed ? t[t.size() - 1 - k] : t[k])); };
+  auto add_path = [&](PairToRank& edges, std::vector<Rank>& node_rank, const std::string& t, bool reversed) {
+    Rank node = 0;
+    for (size_t k = 0; k < t.size(); ++k) {
+      Rank next = edges.find(node, byte_at(t, k, reversed));
+      if (next == kNoRank) {
+        next = Rank(node_rank.size());
+        node_rank.push_back(kNoRank);
+        edges.insert(node, byte_at(t, k, reversed), next);
+      }
+      node = next;
+    }
+  };
+  auto mark_end = [&](const PairToRank& edges, std::vector<Rank>& node_rank, const std::string& t, bool reversed, Rank r) {
+    Rank node = 0;
+    for (size_t k = 0; k < t.size() && node != kNoRank; ++k) node = edges.find(node, byte_at(t, k, reversed));
+    if (node != kNoRank) node_rank[node] = r;
+  };
+  if (long_bytes > 0) {
+    forward_edges.reserve(long_bytes);
+    backward_edges.reserve(long_bytes);
+    for (auto& t : tokens)
+      if (t.size() > kDirectSplitMax) {
+        add_path(forward_edges, forward_rank, t, false);
+        add_path(backward_edges, backward_rank, t, true);
+      }
+    for (size_t i = 0; i < tokens.size(); ++i) {  // every token that lies on a long token's path
+      mark_end(forward_edges, forward_rank, tokens[i], false, ranks[i]);
+      mark_end(backward_edges, backward_rank, tokens[i], true, ranks[i]);
+    }
+  }
+  std::vector<Rank> prefix_rank, suffix_rank;  // by split point k: rank of t[0, k) and of t[k, n)
   for (size_t i = 0; i < tokens.size(); ++i) {
     const std::string& t = tokens[i];
-    for (size_t k = 1; k < t.size(); ++k) {
-      Rank a = token_to_rank_.find(t.data(), k);
-      Rank b = token_to_rank_.find(t.data() + k, t.size() - k);
-      if (a != kNoRank && b != kNoRank) pair_to_rank_.insert(a, b, ranks[i]);
+    const size_t n = t.size();
+    if (n <= kDirectSplitMax) {
+      for (size_t k = 1; k < n; ++k) {
+        Rank a = token_to_rank_.find(t.data(), k);
+        Rank b = token_to_rank_.find(t.data() + k, n - k);
+        if (a != kNoRank && b != kNoRank) pair_to_rank_.insert(a, b, ranks[i]);
+      }
+      continue;
     }
+    prefix_rank.assign(n, kNoRank);
+    suffix_rank.assign(n, kNoRank);
+    Rank node = 0;
+    for (size_t k = 1; k < n; ++k) {
+      node = forward_edges.find(node, uint8_t(t[k - 1]));
+      prefix_rank[k] = forward_rank[node];  // t's own path: every node exists
+    }
+    node = 0;
+    for (size_t k = n - 1; k >= 1; --k) {
+      node = backward_edges.find(node, uint8_t(t[k]));
+      suffix_rank[k] = backward_rank[node];
+    }
+    for (size_t k = 1; k < n; ++k)
+      if (prefix_rank[k] != kNoRank && suffix_rank[k] != kNoRank) pair_to_rank_.insert(prefix_rank[k], suffix_rank[k], ranks[i]);
   }
   n_vocab_ = size_t(max_id) + 1;
 }

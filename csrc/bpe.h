@@ -31,6 +31,11 @@ namespace bpe {
 
 using Rank = uint32_t;
 constexpr Rank kNoRank = 0xFFFFFFFFu;
+// Limits a vocabulary file is checked against before anything is allocated for it: far above real BPE
+// vocabularies (GPT-2: 50k ids, longest token 128 bytes), low enough that a bad file cannot take
+// gigabytes (one id of 200,000,000 once did) or minutes.
+constexpr Rank kMaxTokenId = Rank(1) << 22;       // 4,194,304 ids
+constexpr size_t kMaxTokenBytes = size_t(1) << 16;  // 65,536 bytes per token
 
 uint64_t hash_bytes(const char* p, size_t n);
 

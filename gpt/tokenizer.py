@@ -35,6 +35,10 @@ from gpt.atomic_write import atomic_write
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 ENDOFTEXT = "<|endoftext|>"
 FILE_FORMAT = "text2sql-gpt tokenizer v1"
+# Limits a vocabulary is checked against before anything is built (the C++ core checks them too):
+# far above real BPE vocabularies, low enough that a bad file cannot take gigabytes or minutes.
+MAX_TOKEN_ID = 1 << 22      # ids (ranks and special ids) are below 4,194,304
+MAX_TOKEN_BYTES = 1 << 16   # a token is at most 65,536 bytes
 
 
 class StreamDecoder:
@@ -64,6 +68,7 @@ class Tokenizer:
         if pattern != GPT2_PATTERN:
             raise ValueError("only GPT-2's pre-tokenization pattern is supported (GPT2_PATTERN)")
         special_tokens = dict(special_tokens or {})
+        _check_ids(mergeable_ranks, special_tokens)
         taken = set(mergeable_ranks.values())
         for text, token_id in special_tokens.items():
             if token_id in taken:
@@ -157,48 +162,75 @@ class Tokenizer:
         return cls(ranks, specials, name="gpt2")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Tokenizer:
-        """Reads a ranks file written by save() (or any tiktoken .tiktoken file; then no special
-        tokens unless the JSON beside it names them)."""
+    def load(cls, path: str | os.PathLike, special_tokens: dict[str, int] | None = None) -> Tokenizer:
+        """Reads a ranks file written by save(), checked against the checksum in the JSON beside it.
+
+        A plain tiktoken ranks file has no JSON beside it: pass `special_tokens` ({} for none) to load one;
+        without either this is a ValueError (a copy that lost its .json would otherwise load silently
+        without its special tokens). Every error is a ValueError naming the file (and line)."""
         path = Path(path)
         meta_path = Path(str(path) + ".json")
-        meta = _read_json(meta_path) if meta_path.exists() else {}
-        if not isinstance(meta, dict):
-            raise ValueError(f"{meta_path}: expected a JSON object")
+        if meta_path.exists():
+            meta = _read_json(meta_path)
+            if not isinstance(meta, dict):
+                raise ValueError(f"{meta_path}: expected a JSON object")
+        else:
+            meta = {}
         try:
             raw = path.read_bytes()
         except OSError as e:
             raise ValueError(f"cannot read tokenizer file {path}: {e.strerror}") from None
+        # The checksum first: a truncated or edited file is reported as such, not as whatever its
+        # damaged line happens to look like (a cut-off rank looked like a duplicate rank).
+        expected = meta.get("sha256")
+        damaged = ""
+        if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
+            damaged = (f"{path}: the file does not match the checksum in {meta_path} "
+                       f"({meta.get('n_ranks')} ranks expected): truncated or modified; copy or save it again")
         ranks: dict[bytes, int] = {}
         seen_ranks: set[int] = set()
+
+        def bad(lineno: int, what: str) -> ValueError:
+            return ValueError(f"{path}:{lineno}: {what}" + (f" -- {damaged}" if damaged else ""))
+
         for lineno, line in enumerate(raw.split(b"\n"), 1):
             if not line.strip():
                 continue
             fields = line.split()
             if len(fields) != 2:
-                raise ValueError(f"{path}:{lineno}: expected 'base64-token rank', got {line[:60]!r}")
+                raise bad(lineno, f"expected 'base64-token rank', got {line[:60]!r}")
+            if len(fields[0]) > 4 * (MAX_TOKEN_BYTES // 3 + 1):
+                raise bad(lineno, f"a token of about {len(fields[0]) * 3 // 4:,} bytes is too long (at most "
+                                  f"{MAX_TOKEN_BYTES:,}): not a BPE vocabulary")
             try:
                 token = base64.b64decode(fields[0], validate=True)
                 rank = int(fields[1])
             except (binascii.Error, ValueError):
-                raise ValueError(f"{path}:{lineno}: not a valid 'base64-token rank' line: {line[:60]!r}") from None
+                raise bad(lineno, f"not a valid 'base64-token rank' line: {line[:60]!r}") from None
             if not token or rank < 0:
-                raise ValueError(f"{path}:{lineno}: empty token or negative rank")
+                raise bad(lineno, "empty token or negative rank")
+            if len(token) > MAX_TOKEN_BYTES:
+                raise bad(lineno, f"a token of {len(token):,} bytes is too long (at most {MAX_TOKEN_BYTES:,})")
+            if rank >= MAX_TOKEN_ID:
+                raise bad(lineno, f"rank {rank:,} is too large (ranks are below {MAX_TOKEN_ID:,})")
             if token in ranks or rank in seen_ranks:
-                raise ValueError(f"{path}:{lineno}: token or rank {rank} appears twice")
+                raise bad(lineno, f"token or rank {rank} appears twice")
             ranks[token] = rank
             seen_ranks.add(rank)
-        expected = meta.get("sha256")
-        if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
-            raise ValueError(f"{path}: the file does not match the checksum in {meta_path} "
-                             f"({len(ranks)} ranks read, {meta.get('n_ranks')} expected): truncated or modified")
-        specials = meta.get("special_tokens", {})
-        if not isinstance(specials, dict) or not all(isinstance(v, int) for v in specials.values()):
+        if damaged:
+            raise ValueError(damaged)
+        specials = meta.get("special_tokens", special_tokens or {})
+        if not isinstance(specials, dict) or not all(isinstance(k, str) and type(v) is int for k, v in specials.items()):
             raise ValueError(f"{meta_path}: 'special_tokens' must map strings to integer ids")
         try:
-            return cls(ranks, specials, name=meta.get("name", path.stem), pattern=meta.get("pattern", GPT2_PATTERN))
+            tok = cls(ranks, specials, name=meta.get("name", path.stem), pattern=meta.get("pattern", GPT2_PATTERN))
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
+        if not meta_path.exists() and special_tokens is None:  # a valid vocabulary, but which specials?
+            raise ValueError(f"tokenizer {path} has no {meta_path.name} beside it (its special tokens and "
+                             f"checksum): copy it along with the ranks file; for a plain tiktoken file pass "
+                             f"special_tokens={{...}} ({{}} for none)")
+        return tok
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the ranks file at `path` and the JSON of special tokens at `path + ".json"`."""
@@ -325,6 +357,21 @@ def _gpt2_byte_alphabet() -> dict[int, str]:
             table[b] = chr(256 + extra)
             extra += 1
     return table
+
+
+def _check_ids(mergeable_ranks: dict, special_tokens: dict) -> None:
+    """Types and ranges of a vocabulary before the C++ core sees it: a ValueError that names the first bad
+    entry (not a TypeError that prints the whole vocabulary, nor gigabytes allocated for one huge id)."""
+    for token, rank in mergeable_ranks.items():
+        if not isinstance(token, bytes) or not token or len(token) > MAX_TOKEN_BYTES:
+            raise ValueError(f"token {token[:40]!r}: tokens are non-empty bytes of at most {MAX_TOKEN_BYTES:,}")
+        if type(rank) is not int or not 0 <= rank < MAX_TOKEN_ID:
+            raise ValueError(f"token {token[:40]!r} has rank {rank!r}: ranks are integers in [0, {MAX_TOKEN_ID:,})")
+    for text, token_id in special_tokens.items():
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"special token {text!r}: special tokens are non-empty strings")
+        if type(token_id) is not int or not 0 <= token_id < MAX_TOKEN_ID:
+            raise ValueError(f"special token {text!r} has id {token_id!r}: ids are integers in [0, {MAX_TOKEN_ID:,})")
 
 
 def _read_json(path: Path):

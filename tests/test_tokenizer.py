@@ -342,3 +342,106 @@ def test_encode_batch_special_and_type_errors(small):
     assert ok == [small.encode(d, allowed_special={"<|question|>", "<|sql|>"}) for d in docs]
     with pytest.raises(TypeError, match="str"):
         small.encode_batch(["ok", 3])
+
+
+# ---------------------------------------------------------------------------- hostile vocabulary files (issue 12)
+
+def test_vocabulary_construction_is_linear_in_token_length():
+    """Every token's splits into two tokens are found by two trie walks, not by hashing every prefix and
+    suffix: 20 random 60 kB tokens took ~10 s before (quadratic), well under a second now."""
+    import random
+    import time
+
+    rng = random.Random(0)
+    ranks = {bytes([b]): b for b in range(256)}
+    for i in range(20):
+        ranks[bytes(rng.randrange(256) for _ in range(60_000))] = 256 + i
+    t0 = time.perf_counter()
+    tok = Tokenizer(ranks)
+    assert time.perf_counter() - t0 < 2.0
+    long_token = next(t for t, r in ranks.items() if r == 260)
+    assert tok.encode_ordinary(long_token.decode("latin-1")) != [260]  # text is UTF-8; just runs
+    assert tok.decode_bytes([260]) == long_token
+
+
+def _write_ranks(path, lines):
+    path.write_bytes(b"".join(lines))
+
+
+def test_oversized_token_and_rank_are_refused_before_allocating(tmp_path):
+    import resource
+    import time
+
+    byte_lines = [base64.b64encode(bytes([b])) + b" %d\n" % b for b in range(256)]
+    path = tmp_path / "huge.tiktoken"
+    _write_ranks(path, byte_lines + [base64.b64encode(b"x" * 20_000_000) + b" 256\n"])
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"huge.tiktoken:257: a token of .* bytes is too long"):
+        Tokenizer.load(path, special_tokens={})
+    assert time.perf_counter() - t0 < 5
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _write_ranks(path, byte_lines + [base64.b64encode(b"ab") + b" 200000000\n"])
+    with pytest.raises(ValueError, match=r"huge.tiktoken:257: rank 200,000,000 is too large"):
+        Tokenizer.load(path, special_tokens={})
+    from gpt import _bpe
+
+    with pytest.raises(ValueError, match="too large"):  # the C++ core checks its limits too
+        _bpe.CoreBPE([bytes([b]) for b in range(256)] + [b"ab"], list(range(256)) + [200_000_000], [])
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 200_000  # KiB: no 1.5 GB table
+
+
+def test_truncated_file_is_reported_as_truncated_not_as_its_damaged_line(small, tmp_path):
+    path = tmp_path / "tok.tiktoken"
+    small.save(path)
+    body = path.read_bytes()
+    last = body.rstrip(b"\n").rsplit(b"\n", 1)[1]
+    path.write_bytes(body[: len(body) - len(last) - 1 + len(last.split()[0]) + 2])  # "token 2": a reused rank
+    with pytest.raises(ValueError, match="does not match the checksum.*truncated"):
+        Tokenizer.load(path)
+
+
+def test_missing_json_sidecar_is_an_error_unless_specials_are_given(small, tmp_path):
+    path = tmp_path / "tok.tiktoken"
+    small.save(path)
+    (tmp_path / "tok.tiktoken.json").unlink()
+    with pytest.raises(ValueError, match=r"no tok.tiktoken.json beside it"):
+        Tokenizer.load(path)
+    plain = Tokenizer.load(path, special_tokens={})
+    assert plain.special_tokens == {} and plain.mergeable_ranks == small.mergeable_ranks
+    with_specials = Tokenizer.load(path, special_tokens=dict(small.special_tokens))
+    assert with_specials.special_tokens == small.special_tokens
+
+
+@pytest.mark.parametrize("special_id", [10**12, -1, "7", 2.0, True])
+def test_bad_special_token_id_is_a_short_value_error(small, tmp_path, special_id):
+    path = tmp_path / "tok.tiktoken"
+    small.save(path)
+    meta_path = tmp_path / "tok.tiktoken.json"
+    meta = json.loads(meta_path.read_text())
+    meta["special_tokens"]["<|big|>"] = special_id
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError) as err:
+        Tokenizer.load(path)
+    assert len(str(err.value)) < 300 and "\n" not in str(err.value), str(err.value)[:500]
+    with pytest.raises(ValueError, match=r"<\|big\|>"):
+        Tokenizer(small.mergeable_ranks, {"<|big|>": special_id})
+
+
+def test_long_tokens_merge_like_tiktoken():
+    """Tokens longer than the direct-lookup limit find their splits through the tries: same ids as tiktoken."""
+    import random
+
+    import tiktoken
+
+    from gpt.tokenizer import GPT2_PATTERN
+
+    ranks = {bytes([b]): b for b in range(256)}
+    for word in [b"a" * k for k in range(2, 200)] + [b"ab" * k for k in range(1, 100)] + [b"ba" * 40 + b"c"]:
+        ranks.setdefault(word, len(ranks))
+    ours = Tokenizer(ranks)
+    reference = tiktoken.Encoding("long", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    rng = random.Random(0)
+    texts = ["a" * 450, "ab" * 170 + "a", "ba" * 41 + "c"] + ["".join(rng.choice("aab") for _ in range(rng.randint(1, 600)))
+                                                              for _ in range(50)]
+    for text in texts:
+        assert ours.encode_ordinary(text) == reference.encode_ordinary(text), text[:40]

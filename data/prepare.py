@@ -60,6 +60,9 @@ class Source:
     load: Callable[[argparse.Namespace], dict[str, Iterable[Document]]]
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     special_tokens: tuple[str, ...] = field(default_factory=tuple)
+    # checks the source's own options before any work (raise ValueError): called before load(), so a bad
+    # option is reported before, say, 60 synthetic databases are generated
+    check: Callable[[argparse.Namespace], None] | None = None
 
 
 @dataclass
@@ -176,9 +179,37 @@ def build_parser(sources: dict[str, Source]) -> argparse.ArgumentParser:
     return p
 
 
+def check_arguments(source: Source, args: argparse.Namespace) -> None:
+    """Every option checked before any work: ours, then the source's own (Source.check)."""
+    from gpt.tokenizer import MAX_TOKEN_ID
+
+    if isinstance(args.shard_tokens, bool) or not isinstance(args.shard_tokens, int) or args.shard_tokens <= 0:
+        raise ValueError(f"--shard-tokens must be a positive number of tokens per shard file, got {args.shard_tokens}")
+    if args.tokenizer == "train":
+        smallest = 256 + len({DOCUMENT_END_TOKEN, *source.special_tokens})
+        if not isinstance(args.vocab_size, int) or not smallest <= args.vocab_size <= MAX_TOKEN_ID:
+            raise ValueError(f"--vocab-size {args.vocab_size} is out of range: it needs 256 byte tokens plus "
+                             f"{smallest - 256} special token(s), so at least {smallest} (and at most {MAX_TOKEN_ID:,})")
+    if source.check is not None:
+        source.check(args)
+
+
+def read_text_lines(path) -> Iterable[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file such as JSONL, read lazily; bytes that are not UTF-8 are a
+    ValueError naming the file, the line and the column instead of a bare UnicodeDecodeError."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                                 f"re-save the file as UTF-8") from None
+
+
 def run_prepare(source: Source, args: argparse.Namespace) -> dict:
     """Load the source's documents, build the tokenizer, write the shards and meta.json; returns the
     metadata. `args` holds this CLI's options and the source's own (see `prepare` for a typed call)."""
+    check_arguments(source, args)
     t0 = time.time()
     loaded = source.load(args)
     splits, facts = (loaded.splits, loaded.meta) if isinstance(loaded, Prepared) else (loaded, {})
@@ -187,9 +218,6 @@ def run_prepare(source: Source, args: argparse.Namespace) -> dict:
         raise ValueError(f"source {source.name!r} produced no training documents")
     counts = ", ".join(f"{k}: {len(v)}" for k, v in splits.items())
     print(f"[prepare] {source.name}: {counts} documents ({time.time() - t0:.1f}s)", file=sys.stderr)
-    if args.tokenizer == "train" and args.vocab_size < 256 + 1 + len(source.special_tokens):
-        raise ValueError(f"--vocab-size {args.vocab_size} is too small: it needs 256 byte tokens "
-                         f"plus the special tokens")
     t0 = time.time()
     tok = build_tokenizer(args.tokenizer, splits["train"], args.vocab_size, source.special_tokens, args.gpt2_dir)
     print(f"[prepare] tokenizer ({args.tokenizer}): {tok.n_vocab} ids ({time.time() - t0:.1f}s)", file=sys.stderr)

@@ -47,9 +47,24 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
+def _write(path: Path, content) -> None:
+    """atomic_write (a reader never sees a half-written file; the temporary file is removed on failure),
+    with a full disk reported in one line that names the file and the free space."""
+    try:
+        atomic_write(path, content)
+    except OSError as e:
+        import errno
+        import shutil
+
+        free = shutil.disk_usage(path.parent).free / 2**20
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise OSError(f"cannot write {path}: no space left on the device ({free:,.1f} MB free in "
+                          f"{path.parent}); free some space or write to another --out") from None
+        raise OSError(f"cannot write {path}: {e.strerror or e} ({free:,.1f} MB free)") from None
+
+
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """A reader never sees a half-written shard (gpt/atomic_write.py)."""
-    atomic_write(path, lambda f: np.save(f, array))
+    _write(path, lambda f: np.save(f, array))
 
 
 class ShardWriter:
@@ -67,6 +82,8 @@ class ShardWriter:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.split, self.vocab_size = split, vocab_size
         self.dtype = token_dtype(vocab_size)
+        if isinstance(shard_tokens, bool) or int(shard_tokens) != shard_tokens or shard_tokens <= 0:
+            raise ValueError(f"shard_tokens (--shard-tokens) must be a positive number of tokens, got {shard_tokens}")
         self.shard_tokens = int(shard_tokens)
         self.shards: list[dict] = []
         self.n_documents = 0
@@ -122,7 +139,7 @@ def write_meta(out_dir, vocab_size: int, eos_id: int, splits: dict[str, list[dic
     """Write <out_dir>/meta.json describing the shards; `extra` (tokenizer file, source, ...) is kept."""
     meta = {"format": FORMAT, "version": VERSION, "dtype": token_dtype(vocab_size).name,
             "vocab_size": int(vocab_size), "eos_id": int(eos_id), "splits": splits, **extra}
-    atomic_write(Path(out_dir) / "meta.json", json.dumps(meta, indent=2) + "\n")
+    _write(Path(out_dir) / "meta.json", json.dumps(meta, indent=2) + "\n")
     return meta
 
 

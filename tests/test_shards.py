@@ -118,13 +118,13 @@ def test_errors_are_value_errors(tmp_path):
 
 # ---------------------------------------------------------------- data.prepare (CLI, text source, plug-ins)
 
-def run_prepare(*args):
+def run_prepare(*args, timeout=120):
     import subprocess
     import sys
     from pathlib import Path
 
     return subprocess.run([sys.executable, "-m", "data.prepare", *map(str, args)],
-                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=timeout)
 
 
 def test_prepare_text_round_trips_through_the_shards(tmp_path):
@@ -211,3 +211,64 @@ def test_plugin_source_segments_become_the_loss_mask(tmp_path, monkeypatch):
     first_doc = ids[:ids.index(meta["eos_id"]) + 1]
     learned = [t for t, m in zip(first_doc, mask) if m]
     assert tok.decode(learned) == "four<|endoftext|>"
+
+
+# ---------------------------------------------------------------- inputs checked before work (issue 12)
+
+@pytest.mark.parametrize("shard_tokens", ["0", "-5"])
+def test_non_positive_shard_tokens_is_refused_at_once(tmp_path, shard_tokens):
+    (tmp_path / "t.txt").write_text("some text to prepare\n" * 200)
+    res = run_prepare("--source", "text", "--input", tmp_path / "t.txt", "--out", tmp_path / "o",
+                      "--vocab-size", "300", "--shard-tokens", shard_tokens, timeout=60)
+    assert res.returncode == 2 and "--shard-tokens must be a positive" in res.stderr, res.stderr[-500:]
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.npy"))
+    with pytest.raises(ValueError, match="shard_tokens"):
+        ShardWriter(tmp_path, "train", 300, shard_tokens=int(shard_tokens))
+
+
+def test_options_are_checked_before_the_source_loads(tmp_path, monkeypatch):
+    import argparse
+
+    from data import prepare
+
+    loaded, checked = [], []
+    source = prepare.Source("slow", "a source with costly loading", lambda args: loaded.append(1) or {"train": ["x"]},
+                            check=lambda args: checked.append(args.block_size) or (_ for _ in ()).throw(
+                                ValueError(f"--block-size {args.block_size} is too small")))
+    args = argparse.Namespace(out=str(tmp_path), tokenizer="train", vocab_size=10, gpt2_dir="",
+                              shard_tokens=1 << 20, block_size=16)
+    with pytest.raises(ValueError, match="--vocab-size 10 is out of range"):
+        prepare.run_prepare(source, args)
+    assert loaded == [] and checked == []
+    args.vocab_size = 300
+    with pytest.raises(ValueError, match="--block-size 16 is too small"):
+        prepare.run_prepare(source, args)
+    assert loaded == [] and checked == [16]
+
+
+def test_disk_full_while_writing_a_shard_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+
+    from data import shards
+
+    def full_disk(f, array):
+        f.write(b"\x93NUMPY partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shards.np, "save", full_disk)
+    with pytest.raises(OSError) as info:
+        write_dataset(tmp_path, {"train": [([1, 2, 3], None)]}, vocab_size=300, eos_id=3)
+    message = str(info.value)
+    assert "\n" not in message and "train_0000.tokens.npy" in message and "MB free" in message, message
+    assert list(tmp_path.iterdir()) == []  # no .tmp left behind
+
+
+def test_invalid_utf8_line_names_the_file_and_line(tmp_path):
+    from data.prepare import read_text_lines
+
+    path = tmp_path / "examples.jsonl"
+    path.write_bytes(b'{"question": "ok"}\n{"question": "caf\xe9"}\n')
+    lines = read_text_lines(path)
+    assert next(lines) == (1, '{"question": "ok"}\n')
+    with pytest.raises(ValueError, match=r"examples.jsonl:2: not UTF-8 text \(byte 0xe9 at column 18\)"):
+        next(lines)

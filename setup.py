@@ -59,7 +59,9 @@ setup(
     extras_require={
         # regex is not pinned: the tests use it only on the code points where its own Unicode
         # tables agree with tiktoken's (it follows the newest Unicode; tests/test_pretokenize.py).
-        "dev": ["pytest", "pytest-benchmark", "hypothesis", "regex", "pybind11>=2.10"],
+        # transformers + safetensors: tests/test_export.py checks the Hugging Face export against them
+        "dev": ["pytest", "pytest-benchmark", "hypothesis", "regex", "pybind11>=2.10", "transformers>=4.40",
+                "safetensors>=0.4"],
         "bench": ["tokenizers"],
     },
     zip_safe=False,

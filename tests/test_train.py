@@ -282,3 +282,25 @@ def test_block_size_comes_from_the_data_and_a_disagreeing_config_is_one_line(tmp
     assert res.returncode == 2
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "64" in last and "48" in last and "block_size" in last, res.stderr
+
+
+# ---------------------------------------------------------------- under load (issue 12)
+
+def test_default_threads_leave_a_core_free(monkeypatch):
+    from train import ddp
+
+    for cores, local_world, expected in [(1, 1, 1), (2, 1, 1), (2, 2, 1), (16, 1, 15), (16, 2, 7), (64, 8, 7)]:
+        monkeypatch.setattr(ddp, "usable_cores", lambda cores=cores: cores)
+        assert ddp.default_threads(local_world) == expected, (cores, local_world)
+
+
+def test_cpu_mfu_is_not_guessed(byte_data, tmp_path):
+    from train.log import peak_flops
+
+    assert peak_flops(torch.device("cpu")) == (None, "no CPU peak (set train.peak_flops for MFU)")
+    assert peak_flops(torch.device("cpu"), 1e12)[0] == 1e12
+    summary = run(config(byte_data, tmp_path / "a", "train.max_steps=2"))
+    assert summary["mfu"] is None
+    assert all(r["mfu"] is None for r in read_log(tmp_path / "a" / "log.jsonl") if r["kind"] == "train")
+    summary = run(config(byte_data, tmp_path / "b", "train.max_steps=2", "train.peak_flops=1e12"))
+    assert summary["mfu"] > 0

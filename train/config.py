@@ -68,7 +68,7 @@ class TrainSection:
     overwrite: bool = False           # a fresh run may replace (delete) the checkpoints already in out_dir
     progress: bool = True             # tqdm bar on rank 0
     peak_flops: float = 0.0           # per device, for MFU; 0: known GPU table, or measured on CPU
-    threads: int = 0                  # torch CPU threads per process (0: cores / local processes)
+    threads: int = 0                  # torch CPU threads per process (0: (cores - 1) / local processes, at least 1)
 
 
 @dataclass

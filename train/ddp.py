@@ -32,6 +32,23 @@ class DistInfo:
         return self.world_size > 1
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_threads(local_world: int = 1) -> int:
+    """Torch CPU threads per process when train.threads is 0: this machine's cores but one, shared by its
+    processes. Torch's OpenMP threads spin-wait for each other, so one thread descheduled by any other busy
+    process stalls them all: on 2 cores, 2 threads ran 1.6x faster than 1 alone but 2.2-4.4x slower than
+    alone beside one busy process, while 1 thread did not slow down at all (bench/results/threads-*.json).
+    Leaving a core free costs 1/cores of the idle speed and keeps the worst case near 1x; set train.threads
+    to use every core of a machine that is yours alone."""
+    return max(1, (usable_cores() - 1) // local_world)
+
+
 def setup(device_pref: str = "auto", threads: int = 0) -> DistInfo:
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -47,7 +64,7 @@ def setup(device_pref: str = "auto", threads: int = 0) -> DistInfo:
     else:
         device = torch.device("cpu")
         # share the cores between the processes of this machine instead of oversubscribing them
-        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_world))
+        torch.set_num_threads(threads or default_threads(local_world))
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo",
                                 device_id=device if use_cuda else None)

@@ -292,3 +292,12 @@ def test_text2sql_prepare_runs_as_a_module(tmp_path):
     res = subprocess.run([sys.executable, "-m", "text2sql.prepare", "--help"], cwd=root, capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0 and "synthetic" in res.stdout and "spider" in res.stdout, res.stderr
+
+
+def test_bad_packing_options_are_refused_before_any_database_is_written(tmp_path, capsys):
+    from text2sql import prepare
+
+    out = tmp_path / "o"
+    assert prepare.main(["--source", "synthetic", "--out", str(out), "--block-size", "16"]) == 2
+    assert "--block-size 16" in capsys.readouterr().err
+    assert not (out / "synthetic").exists()  # checked first: nothing generated

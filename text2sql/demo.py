@@ -96,17 +96,13 @@ def run_demo(args) -> int:
         print(f"[demo] 1/3 data: prepare_synthetic({data}, {wanted})", file=sys.stderr)
         prepare_synthetic(data, **{k: v for k, v in wanted.items() if k not in ("generator", "prompt")})
         stamp.write_text(json.dumps(wanted))
-    overrides = [f"data.dir={data}", f"train.out_dir={args.out}"]
+    # a fresh run each time: the trainer removes this run folder's old checkpoints (train.overwrite)
+    overrides = [f"data.dir={data}", f"train.out_dir={args.out}", "train.overwrite=true"]
     if args.max_steps:
         overrides.append(f"train.max_steps={args.max_steps}")
     if args.no_progress:
         overrides.append("train.progress=false")
     config = load_config(args.config, overrides + args.overrides)
-    # a fresh run: old checkpoints in the run folder would otherwise be evaluated if training stopped early
-    ckpts = Path(args.out) / "checkpoints"
-    if ckpts.is_dir():
-        for old in ckpts.glob("ckpt_*.pt"):
-            old.unlink()
     print(f"[demo] 2/3 train: {args.config} with {' '.join(overrides + args.overrides)}", file=sys.stderr)
     t1 = time.time()
     try:

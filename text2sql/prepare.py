@@ -58,8 +58,8 @@ def add_common_arguments(group) -> None:
     group.add_argument("--split-seed", type=int, default=0, help="(all) seed of the database hold-out")
 
 
-def finish(args, splits: dict[str, list[Example]], errors: RecordErrors, source: str) -> Prepared:
-    """Write the evaluation files, report problems, and wrap examples as packed documents."""
+def check_packing(args) -> None:
+    """The labelled sources' own options, checked before any database is generated or read (Source.check)."""
     if args.block_size < 32 or args.max_sql_tokens >= args.block_size - 8:
         raise ValueError(f"--block-size {args.block_size} must be >= 32 and larger than --max-sql-tokens "
                          f"{args.max_sql_tokens} + 8")
@@ -67,6 +67,13 @@ def finish(args, splits: dict[str, list[Example]], errors: RecordErrors, source:
     if shard_tokens and shard_tokens % args.block_size:
         raise ValueError(f"--shard-tokens {shard_tokens} must be a multiple of --block-size {args.block_size} "
                          f"(so that training windows line up with the packed examples)")
+    if getattr(args, "synthetic_databases", 4) < 4:
+        raise ValueError("--synthetic-databases must be at least 4 (train, dev, test_domains, test_wordings)")
+
+
+def finish(args, splits: dict[str, list[Example]], errors: RecordErrors, source: str) -> Prepared:
+    """Write the evaluation files, report problems, and wrap examples as packed documents."""
+    check_packing(args)
     out = Path(args.out)
     (out / EXAMPLES_DIR).mkdir(parents=True, exist_ok=True)
     for split, examples in splits.items():
@@ -262,15 +269,15 @@ def _load_sqltext(args):
 # hands over to the imported module below, so each source registers exactly once.
 if __name__ != "__main__":
     register_source(Source("synthetic", "built-in synthetic text-to-SQL databases (no download)", _load_synthetic,
-                           _synthetic_args, special_tokens=tuple(SPECIAL_TOKENS)))
+                           _synthetic_args, special_tokens=tuple(SPECIAL_TOKENS), check=check_packing))
     register_source(Source("spider", "Spider-format folder (text-to-SQL)", _load_spider, _spider_args,
-                           special_tokens=tuple(SPECIAL_TOKENS)))
+                           special_tokens=tuple(SPECIAL_TOKENS), check=check_packing))
     register_source(Source("wikisql", "WikiSQL folder (text-to-SQL)", _load_wikisql, _wikisql_args,
-                           special_tokens=tuple(SPECIAL_TOKENS)))
+                           special_tokens=tuple(SPECIAL_TOKENS), check=check_packing))
     register_source(Source("jsonl", "your own text-to-SQL JSONL records", _load_jsonl, _jsonl_args,
-                           special_tokens=tuple(SPECIAL_TOKENS)))
+                           special_tokens=tuple(SPECIAL_TOKENS), check=check_packing))
     register_source(Source("hf", "a Hugging Face text-to-SQL dataset (needs `datasets`)", _load_hf, _hf_args,
-                           special_tokens=tuple(SPECIAL_TOKENS)))
+                           special_tokens=tuple(SPECIAL_TOKENS), check=check_packing))
     register_source(Source("sqltext", "unlabeled text and SQL for pretraining (text-to-SQL tokens)", _load_sqltext,
                            _sqltext_args, special_tokens=tuple(SPECIAL_TOKENS)))
 

@@ -124,7 +124,8 @@ def read_schema(db_path: str | Path) -> Schema:
     path = Path(db_path)
     if not path.is_file():
         raise FileNotFoundError(f"SQLite database {path} does not exist")
-    conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+    # immutable=1: SQLite neither locks nor creates -shm/-wal files beside a WAL-mode database
+    conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro&immutable=1", uri=True)
     try:
         return schema_from_connection(conn)
     except sqlite3.DatabaseError as e:

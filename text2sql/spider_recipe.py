@@ -84,13 +84,13 @@ def run_recipe(args) -> int:
             "sqltext", pre_data, vocab_size=args.vocab_size, corpus=args.text, corpus_spider_dir=args.spider_dir,
             holdout_databases=args.holdout_databases)),
         ("pretrain", lambda: train("spider_pretrain", [
-            f"data.dir={pre_data}", f"train.out_dir={pre_run}", f"model.block_size={args.block_size}",
+            f"data.dir={pre_data}", f"train.out_dir={pre_run}", f"model.block_size={args.block_size}", "train.overwrite=true",
             f"train.max_steps={args.pretrain_steps}", f"train.lr_decay_steps={args.pretrain_steps}"])),
         ("prepare Spider (databases held out for val)", lambda: prepare(
             "spider", ft_data, spider_dir=args.spider_dir, holdout_databases=args.holdout_databases,
             tokenizer=str(pre_data / TOKENIZER_FILE), block_size=args.block_size, questions_per_schema=4)),
         ("fine-tune", lambda: train("spider_finetune", [
-            f"data.dir={ft_data}", f"train.out_dir={ft_run}", f"train.init_from={pre_run}",
+            f"data.dir={ft_data}", f"train.out_dir={ft_run}", f"train.init_from={pre_run}", "train.overwrite=true",
             f"train.max_steps={args.finetune_steps}", f"train.lr_decay_steps={args.finetune_steps}"])),
         ("evaluate on the held-out databases", lambda: evaluate_checkpoint(
             ft_run, ft_data, "val", limit=args.eval_limit, show=3, progress=not args.no_progress)),

@@ -1,21 +1,69 @@
-"""Decoding helpers over GPT.generate (the KV-cached sampler in gpt/model.py).
+"""Decoding over GPT (gpt/model.py): greedy, sampling and beam search, each with an optional constraint.
 
-`generate_ids` samples one continuation of one prompt and streams each token to a callback; the
-command-line front ends (train/sample.py for plain text, text2sql/ask.py for SQL) are built on it.
+A *constraint* says, for one row of a batch and the ids that row has generated so far, which ids may come
+next (`Constraint.allowed_ids`); decoding sets every other logit to -inf. gpt/ knows nothing of what the
+constraint enforces (a grammar, a schema: that lives in the floor that owns the task); it only applies the
+mask. Ids past the tokenizer's vocabulary (`n_vocab`: the embedding is padded past it) are never produced.
+
+    generate_ids(model, prompt, ...)        one continuation of one prompt, streamed to a callback
+    decode_batch(model, prompts, ...)       greedy / sampled continuations of equal-length prompts
+    beam_search(model, prompts, width, ...) the `width` best continuations of each prompt
+
+Beam search keeps `width` live hypotheses per prompt; every step each one is extended by every allowed id,
+the `width` best by summed log-probability survive (a hypothesis ending in a stop id is set aside as
+finished), and the KV cache rows are reordered to follow their parents (KVCache.reorder). Finished
+hypotheses are ranked by log-probability / length ** length_penalty, so short answers are not favoured
+merely for having fewer factors below 1. A prompt is done when it has `width` finished hypotheses.
 """
 from __future__ import annotations
 
-from typing import Callable, Collection
+from dataclasses import dataclass
+from typing import Callable, Collection, Protocol, Sequence
 
 import torch
 
-from gpt.model import GPT
+from gpt.model import GPT, KVCache, mask_logits
+
+
+class Constraint(Protocol):
+    """Which ids may follow. `row` is the prompt's index in the batch; `generated` the ids it has so far
+    (in beam search: the hypothesis's ids). Return None for "anything"; an empty list ends the row."""
+
+    def allowed_ids(self, row: int, generated: Sequence[int]) -> Sequence[int] | None: ...
+
+    # Optional: allows(row, generated, id) -> bool, a cheap test of one id. With it greedy and beam search
+    # test the model's best ids first and compute the full allowed set only when none of those passes.
+
+
+class PerRowConstraint:
+    """A Constraint made of one object per row, each with allowed_ids(generated) (None: unconstrained) and
+    allows(generated, id)."""
+
+    def __init__(self, rows: Sequence):
+        self.rows = list(rows)
+
+    def allowed_ids(self, row, generated):
+        c = self.rows[row]
+        return None if c is None else c.allowed_ids(generated)
+
+    def allows(self, row, generated, token):
+        c = self.rows[row]
+        if c is None:
+            return True
+        if hasattr(c, "allows"):
+            return c.allows(generated, token)
+        return token in c.allowed_ids(generated)
+
+
+def _autocast(device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 @torch.no_grad()
 def generate_ids(model: GPT, prompt_ids: list[int], max_new_tokens: int, temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None, stop_ids: Collection[int] = (),
-                 seed: int = 0, on_token: Callable[[int], None] | None = None) -> list[int]:
+                 seed: int = 0, on_token: Callable[[int], None] | None = None, n_vocab: int | None = None,
+                 constraint: Constraint | None = None) -> list[int]:
     """The new ids of one sampled continuation (the stop token excluded); on_token(id) is called as each
     one arrives. Temperature 0 is greedy. On a GPU the forward passes run under bf16 autocast."""
     if not prompt_ids:
@@ -25,8 +73,9 @@ def generate_ids(model: GPT, prompt_ids: list[int], max_new_tokens: int, tempera
     idx = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     stop = set(stop_ids)
     out: list[int] = []
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        for tok in model.generate(idx, max_new_tokens, temperature, top_k, top_p, stop, generator):
+    with _autocast(device):
+        for tok in model.generate(idx, max_new_tokens, temperature, top_k, top_p, stop, generator,
+                                  n_vocab=n_vocab, constraint=constraint):
             t = int(tok[0, 0])
             if t in stop:
                 break
@@ -34,3 +83,144 @@ def generate_ids(model: GPT, prompt_ids: list[int], max_new_tokens: int, tempera
             if on_token is not None:
                 on_token(t)
     return out
+
+
+@torch.no_grad()
+def decode_batch(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float = 0.0,
+                 stop_ids: Collection[int] = (), generator=None, n_vocab: int | None = None,
+                 constraint: Constraint | None = None, top_k: int | None = None,
+                 top_p: float | None = None) -> list[list[int]]:
+    """Greedy (temperature 0) or sampled continuations of prompts of one length, each cut before its stop id."""
+    if not prompts or len({len(p) for p in prompts}) != 1 or not prompts[0]:
+        raise ValueError("decode_batch needs non-empty prompts of one length (the model has no padding mask)")
+    device = next(model.parameters()).device
+    idx = torch.tensor([list(p) for p in prompts], dtype=torch.long, device=device)
+    stop = set(stop_ids)
+    rows: list[list[int]] = [[] for _ in prompts]
+    ended = [False] * len(prompts)
+    with _autocast(device):
+        for tok in model.generate(idx, max_new_tokens, temperature, top_k, top_p, stop, generator,
+                                  n_vocab=n_vocab, constraint=constraint):
+            for r, t in enumerate(tok[:, 0].tolist()):
+                if ended[r]:
+                    continue
+                if t in stop:
+                    ended[r] = True
+                else:
+                    rows[r].append(t)
+    return rows
+
+
+@dataclass
+class Hypothesis:
+    ids: list[int]        # generated ids, the stop id excluded
+    logprob: float        # summed log-probability (the stop id included)
+    score: float          # logprob / length ** length_penalty (length counts the stop id)
+    finished: bool        # ended with a stop id (False: ran out of steps)
+
+
+@torch.no_grad()
+def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_new_tokens: int,
+                stop_ids: Collection[int], n_vocab: int | None = None, constraint: Constraint | None = None,
+                length_penalty: float = 1.0) -> list[list[Hypothesis]]:
+    """The best `width` hypotheses of each prompt (prompts of one length), best first.
+
+    The prompt is run once per prompt (not per beam); its cache rows are then copied `width` times. At
+    step 0 only beam 0 of each prompt is live (the others start at -inf), so no hypothesis is duplicated."""
+    if width < 1:
+        raise ValueError(f"beam width must be >= 1, got {width}")
+    if not prompts or len({len(p) for p in prompts}) != 1 or not prompts[0]:
+        raise ValueError("beam_search needs non-empty prompts of one length (the model has no padding mask)")
+    stop = sorted(set(stop_ids))
+    if not stop:
+        raise ValueError("beam_search needs at least one stop id")
+    device = next(model.parameters()).device
+    B, k, T = len(prompts), width, len(prompts[0])
+    if T + max_new_tokens > model.config.block_size:
+        max_new_tokens = model.config.block_size - T
+    stop_set = set(stop)
+    idx = torch.tensor([list(p) for p in prompts], dtype=torch.long, device=device)
+    cache = KVCache(model.config, B, T + max(max_new_tokens, 1), device)
+    with _autocast(device):
+        logits = model(idx, cache=cache)[:, -1, :]
+    rows = torch.arange(B, device=device).repeat_interleave(k)
+    cache.reorder(rows)
+    logits = logits.index_select(0, rows)
+    vocab = logits.shape[-1]
+    scores = torch.full((B, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0
+    beams: list[list[int]] = [[] for _ in range(B * k)]
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    done = [False] * B
+    # the constraint sees prompt rows, not beam rows
+    row_constraint = None if constraint is None else _BeamRows(constraint, k)
+    for step in range(max_new_tokens):
+        score_list = scores.tolist()
+        dead = [done[r // k] or score_list[r // k][r % k] == float("-inf") for r in range(B * k)]
+        # log-probabilities are the model's own (normalised over the vocabulary, not renormalised over the
+        # allowed ids, as PICARD does): a hypothesis the constraint had to bend pays for it
+        logp = torch.log_softmax(mask_logits(logits.float(), n_vocab), dim=-1)
+        logp = mask_logits(logp, None, row_constraint, beams, None, dead, need=2 * k)
+        logp = torch.nan_to_num(logp, nan=float("-inf"))
+        cand = (scores.view(-1, 1) + logp).view(B, k * vocab)
+        top_scores, top_index = cand.topk(min(2 * k, k * vocab), dim=-1)
+        top_scores, top_index = top_scores.tolist(), top_index.tolist()
+        src = [0] * (B * k)
+        tok = [stop[0]] * (B * k)
+        new_scores = [[float("-inf")] * k for _ in range(B)]
+        for b in range(B):
+            if done[b]:
+                continue
+            live = 0
+            for s, j in zip(top_scores[b], top_index[b]):
+                if s == float("-inf") or live == k:
+                    break
+                beam, t = divmod(j, vocab)
+                parent = b * k + beam
+                if t in stop_set:
+                    n = len(beams[parent]) + 1
+                    finished[b].append(Hypothesis(list(beams[parent]), s, s / n ** length_penalty, True))
+                    if len(finished[b]) >= k:
+                        break
+                    continue
+                src[b * k + live], tok[b * k + live] = parent, t
+                new_scores[b][live] = s
+                live += 1
+            if len(finished[b]) >= k or live == 0:
+                done[b] = True
+            for slot in range(live, k):
+                src[b * k + slot] = b * k
+        if all(done) or step == max_new_tokens - 1:
+            beams = [beams[src[r]] + [tok[r]] for r in range(B * k)]
+            scores = torch.tensor(new_scores, device=device)
+            break
+        index = torch.tensor(src, dtype=torch.long, device=device)
+        cache.reorder(index)
+        beams = [beams[src[r]] + [tok[r]] for r in range(B * k)]
+        scores = torch.tensor(new_scores, device=device)
+        with _autocast(device):
+            logits = model(torch.tensor(tok, dtype=torch.long, device=device)[:, None], cache=cache)[:, -1, :]
+    out = []
+    for b in range(B):
+        hyps = list(finished[b])
+        if not done[b]:  # out of steps: the live beams count as unfinished answers
+            for slot in range(k):
+                s = float(scores[b, slot])
+                if s != float("-inf"):
+                    ids = beams[b * k + slot]
+                    hyps.append(Hypothesis(list(ids), s, s / max(len(ids), 1) ** length_penalty, False))
+        hyps.sort(key=lambda h: (h.finished, h.score), reverse=True)
+        out.append(hyps[:k])
+    return out
+
+
+class _BeamRows:
+    """Maps beam rows (prompt b, beam j at row b * width + j) to the prompt rows a Constraint knows."""
+
+    def __init__(self, constraint: Constraint, width: int):
+        self.constraint, self.width = constraint, width
+        if hasattr(constraint, "allows"):
+            self.allows = lambda row, generated, token: constraint.allows(row // width, generated, token)
+
+    def allowed_ids(self, row, generated):
+        return self.constraint.allowed_ids(row // self.width, generated)

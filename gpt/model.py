@@ -94,6 +94,14 @@ class KVCache:
         self.v[layer, :, :, start:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    def reorder(self, index: torch.Tensor):
+        """Keep row index[i] of the cache as row i (beam search: beams that survive a step take the keys and
+        values of the beam they extend; a row may be copied several times or dropped)."""
+        self.shape = (self.shape[0], int(index.numel())) + self.shape[2:]
+        if self.k is not None:
+            self.k = self.k.index_select(1, index)
+            self.v = self.v.index_select(1, index)
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
@@ -201,26 +209,39 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, stop_ids=(), generator=None):
+                 top_p: float | None = None, stop_ids=(), generator=None, n_vocab: int | None = None,
+                 constraint=None):
         """Sample up to max_new_tokens continuations of idx (B, T) with a KV cache; yields each new
         (B, 1) token as it is drawn. A row that has produced one of stop_ids keeps repeating it; the
-        generator returns when every row has stopped."""
+        generator returns when every row has stopped.
+
+        n_vocab: ids >= n_vocab (the padding of the embedding past the tokenizer's vocabulary) are never
+        drawn. constraint: an object with allowed_ids(row, generated) -> ids or None (gpt/generate.py's
+        Constraint); only those ids may follow. A row the constraint leaves no id stops (with stop_ids[0])."""
         B = idx.shape[0]
         block = self.config.block_size
         idx = idx[:, -block:]
         cache = KVCache(self.config, B, block, idx.device)
         logits = self(idx, cache=cache)
-        stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=idx.device)
+        stop_list = sorted(set(stop_ids))
+        stop = torch.tensor(stop_list, dtype=torch.long, device=idx.device)
         done = torch.zeros(B, dtype=torch.bool, device=idx.device)
         stopped_with = torch.zeros(B, 1, dtype=torch.long, device=idx.device)
+        generated: list[list[int]] = [[] for _ in range(B)]
         history = idx
         for _ in range(max_new_tokens):
-            nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
+            step_logits = mask_logits(logits[:, -1, :], n_vocab, constraint, generated,
+                                      stop_list[0] if stop_list else None, done.tolist(),
+                                      need=1 if temperature <= 0 else None)
+            nxt = sample_next(step_logits, temperature, top_k, top_p, generator)
             if stop.numel():
                 nxt = torch.where(done[:, None], stopped_with, nxt)
                 newly = ~done & torch.isin(nxt[:, 0], stop)
                 stopped_with = torch.where(newly[:, None], nxt, stopped_with)
                 done |= newly
+            if constraint is not None:
+                for r, t in enumerate(nxt[:, 0].tolist()):
+                    generated[r].append(t)
             yield nxt
             if stop.numel() and bool(done.all()):
                 return
@@ -230,6 +251,62 @@ class GPT(nn.Module):
                 logits = self(history[:, -(block // 2):], cache=cache)
             else:
                 logits = self(nxt, cache=cache)
+
+
+def mask_logits(logits, n_vocab=None, constraint=None, generated=None, dead_id=None, skip=None, need=None):
+    """(B, vocab) logits with every id that may not come next set to -inf: ids >= n_vocab, and (with a
+    constraint) ids the constraint does not allow after generated[row]. A row with no allowed id gets only
+    dead_id (a stop id) when one is given. Rows where skip[row] is true are left as they are.
+
+    need: when only the `need` best allowed ids matter (1 for greedy, 2 x width for beam search) and the
+    constraint has allows(row, generated, id), ids are tried best first and only those kept (what PICARD
+    does): a trained model's favourite is usually allowed, so this costs a few checks instead of the full
+    allowed set. The result's argmax / top `need` are the same as with the full mask."""
+    vocab = logits.shape[-1]
+    if (n_vocab is None or n_vocab >= vocab) and constraint is None:
+        return logits
+    logits = logits.float().clone()
+    if n_vocab is not None and n_vocab < vocab:
+        logits[:, n_vocab:] = float("-inf")
+    if constraint is None:
+        return logits
+    limit = n_vocab or vocab
+    lazy = need is not None and hasattr(constraint, "allows")
+    if lazy:
+        tries = min(limit, max(4 * need, 16))
+        top = logits.topk(tries, dim=-1).indices.tolist()
+    neg = torch.full((vocab,), float("-inf"), device=logits.device)
+    for r in range(logits.shape[0]):
+        if skip is not None and skip[r]:
+            continue
+        ids = None
+        if lazy:
+            found = [t for t in _first_allowed(constraint, r, generated[r], top[r], need)]
+            if len(found) >= need:
+                ids = found
+        if ids is None:
+            ids = constraint.allowed_ids(r, generated[r])
+            if ids is None:
+                continue
+        ids = [i for i in ids if i < limit] or ([dead_id] if dead_id is not None else [])
+        if not ids:
+            logits[r] = float("-inf")
+            continue
+        keep = torch.tensor(ids, dtype=torch.long, device=logits.device)
+        row = neg.clone()
+        row[keep] = logits[r, keep]
+        logits[r] = row
+    return logits
+
+
+def _first_allowed(constraint, row, generated, candidates, need):
+    n = 0
+    for t in candidates:
+        if constraint.allows(row, generated, t):
+            yield t
+            n += 1
+            if n == need:
+                return
 
 
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):

@@ -4,8 +4,9 @@
 
 The database's schema is read (text2sql/schema.py) and put in front of the question in the prompt
 format the model was trained on (text2sql/prompt.py, cut to the checkpoint's block size the same way
-as in training); the model writes SQL greedily (or sampled, with --temperature) until <|end|>; the SQL
-runs read-only on the database (text2sql/sql_exec.py) and the first rows are printed.
+as in training); the model writes SQL until <|end|> (--decode, text2sql/decoding.py: by default a beam of
+SQL the database accepts, and of those the best that runs; greedy with --decode greedy, sampled with
+--temperature); the SQL runs read-only on the database (text2sql/sql_exec.py) and the first rows are printed.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 
 from gpt.device import DEVICE_CHOICES, pick_device
 from gpt.generate import generate_ids
+from text2sql.decoding import DECODE_MODES, DEFAULT_BEAM_WIDTH, DEFAULT_DECODE, SQLContext, decode_sql_batch
 from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS, decode_sql, fit_and_encode_prompt, special_token_ids
 from text2sql.schema import read_schema
 from text2sql.sql_exec import DEFAULT_TIMEOUT_S, execute_sql, format_rows
@@ -31,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True, help="the SQLite database to ask")
     p.add_argument("--tokenizer", default=None, help="tokenizer file (default: the one the checkpoint records)")
     p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (one best query)")
+    p.add_argument("--temperature", type=float, default=0.0, help="> 0: sample (with --decode greedy or constrained)")
+    p.add_argument("--decode", default=DEFAULT_DECODE, choices=DECODE_MODES,
+                   help="greedy | constrained | beam | beam+exec (see python -m text2sql.evaluate --help)")
+    p.add_argument("--beam-width", type=int, default=DEFAULT_BEAM_WIDTH)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows", type=int, default=10, help="result rows to print")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds the query may run")
@@ -44,6 +49,8 @@ def main(argv=None) -> int:
     try:
         if args.max_new_tokens <= 0 or args.temperature < 0:
             raise ValueError("--max-new-tokens must be positive and --temperature >= 0")
+        if args.temperature > 0 and args.decode.startswith("beam"):
+            raise ValueError("--temperature samples; use it with --decode greedy or constrained, not a beam")
         if not Path(args.db).is_file():
             raise ValueError(f"--db {args.db} does not exist")
         question = args.question if args.question is not None else sys.stdin.read()
@@ -60,8 +67,14 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     steps = min(args.max_new_tokens, model.config.block_size - len(prompt_ids))
-    ids = generate_ids(model, prompt_ids, steps, args.temperature, stop_ids=stop_ids, seed=args.seed)
-    sql = decode_sql(tok, ids)
+    if args.decode == "greedy":
+        ids = generate_ids(model, prompt_ids, steps, args.temperature, stop_ids=stop_ids, seed=args.seed,
+                           n_vocab=tok.n_vocab)
+        sql = decode_sql(tok, ids)
+    else:
+        sql = decode_sql_batch(model, tok, [prompt_ids], [SQLContext(schema, question, args.db)], args.decode,
+                               steps, args.beam_width, temperature=args.temperature, seed=args.seed,
+                               timeout_s=args.timeout)[0]
     print(f"SQL: {sql}")
     print(format_rows(execute_sql(args.db, sql, timeout_s=args.timeout), limit=args.rows))
     return 0

@@ -3,15 +3,17 @@
     python -m text2sql.evaluate --checkpoint runs/text2sql --data data/processed/text2sql --split test
 
 For every example of the split (written by `python -m text2sql.prepare --source synthetic|spider|...`), the
-prompt is built exactly as in training (text2sql/prompt.py, same schema cut), the model writes SQL greedily
-(temperature 0 by default) until <|end|>, and both the predicted and the gold SQL run read-only on the
-example's database (text2sql/sql_exec.py). Reported (text2sql/metrics.py): execution accuracy, exact match
-after sqlglot normalisation, valid-SQL rate, and all three per SQL shape. A JSON report (summary and
+prompt is built exactly as in training (text2sql/prompt.py, same schema cut), the model writes SQL until
+<|end|> (--decode: greedy, constrained, beam or beam+exec, text2sql/decoding.py), and both the predicted
+and the gold SQL run read-only on the example's database (text2sql/sql_exec.py). Reported
+(text2sql/metrics.py): execution accuracy, exact match after sqlglot normalisation, valid-SQL rate, and all
+three per SQL shape. A JSON report (summary and
 every example) is written to --out (default: <checkpoint run folder>/eval_<split>.json), the table is
 printed, and --show N examples are printed with their generated SQL and result rows. Beside the model,
 on the same examples, the lookup baseline (text2sql/baseline.py, fitted on the folder's training
 examples) shows what a method that learns nothing scores; accuracies come with 95% intervals and by
-Spider hardness too.
+Spider hardness too. --ablation also prints every decode mode on the same examples (execution accuracy,
+valid SQL, seconds per question).
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from pathlib import Path
 import torch
 
 from gpt.device import DEVICE_CHOICES, pick_device
+from text2sql.decoding import (DECODE_MODES, DEFAULT_BEAM_WIDTH, DEFAULT_DECODE, check_mode, decode_sql_batch,
+                               sql_context)
 from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS, decode_sql, fit_and_encode_prompt, special_token_ids
 from text2sql.baseline import LookupBaseline
 from text2sql.schema import Schema
@@ -33,13 +37,20 @@ from train.checkpoint import load_checkpoint, load_for_inference
 
 @torch.no_grad()
 def generate_sql_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
-                       batch_size: int = 32, seed: int = 0, on_done=None) -> list[str]:
+                       batch_size: int = 32, seed: int = 0, on_done=None, decode: str = "greedy", contexts=None,
+                       beam_width: int = DEFAULT_BEAM_WIDTH) -> list[str]:
     """SQL text for each prompt (token ids ending in <|sql|>). Prompts of equal length are decoded together
-    (the model has no padding mask, so a batch must share one length); on_done(n) reports progress."""
+    (the model has no padding mask, so a batch must share one length); on_done(n) reports progress. Modes
+    other than greedy (text2sql/decoding.py) need contexts: the schema, question and database per prompt."""
+    if decode != "greedy":
+        return decode_sql_batch(model, tokenizer, prompts, contexts, decode, max_new_tokens, beam_width,
+                                batch_size, temperature, seed, on_done=on_done)
     stop_ids = set(special_token_ids(tokenizer).values())  # the SQL ends at <|end|> (or any control token)
     device = next(model.parameters()).device
     block = model.config.block_size
     generator = torch.Generator(device=device).manual_seed(seed)
+    # ids past the tokenizer's vocabulary (the embedding's padding) are never produced
+    padding = {"n_vocab": tokenizer.n_vocab} if getattr(model.config, "vocab_size", 0) > tokenizer.n_vocab else {}
     by_length = defaultdict(list)
     for i, p in enumerate(prompts):
         by_length[len(p)].append(i)
@@ -52,7 +63,7 @@ def generate_sql_batch(model, tokenizer, prompts: list[list[int]], max_new_token
             rows = [[] for _ in chunk]
             if steps > 0:
                 for tok in model.generate(idx, steps, temperature=temperature, stop_ids=stop_ids,
-                                          generator=generator):
+                                          generator=generator, **padding):
                     for r, t in enumerate(tok[:, 0].tolist()):
                         rows[r].append(t)
             for i, ids in zip(chunk, rows):
@@ -64,6 +75,7 @@ def generate_sql_batch(model, tokenizer, prompts: list[list[int]], max_new_token
 
 def evaluate(model, tokenizer, examples, block_size: int, max_sql_tokens: int, max_new_tokens: int = 128,
              temperature: float = 0.0, batch_size: int = 32, timeout_s: float = 2.0, progress: bool = True,
+             decode: str = "greedy", beam_width: int = DEFAULT_BEAM_WIDTH,
              baseline=None) -> dict:
     """Generate SQL for each example and score it; returns {"summary": ..., "examples": [...]}. With a
     fitted `baseline` (text2sql/baseline.py) its execution match is scored on the same examples."""
@@ -76,8 +88,12 @@ def evaluate(model, tokenizer, examples, block_size: int, max_sql_tokens: int, m
         from tqdm import tqdm
 
         bar = tqdm(total=len(prompts), desc="generating SQL", unit="q", file=sys.stderr)
+    t0 = time.perf_counter()
     preds = generate_sql_batch(model, tokenizer, prompts, max_new_tokens, temperature, batch_size,
-                               on_done=bar.update if bar else None)
+                               on_done=bar.update if bar else None, decode=check_mode(decode),
+                               contexts=[sql_context(e) for e in runnable] if decode != "greedy" else None,
+                               beam_width=beam_width)
+    decode_seconds = time.perf_counter() - t0
     if bar:
         bar.close()
     scored, records = [], []
@@ -94,6 +110,8 @@ def evaluate(model, tokenizer, examples, block_size: int, max_sql_tokens: int, m
                         "valid": s.valid, "error": s.pred_result.error, "gold_error": s.gold_result.error})
     summary = summarize(scored)
     summary["n_without_database"] = len(examples) - len(runnable)
+    summary["decode"] = decode
+    summary["seconds_per_question"] = decode_seconds / max(len(runnable), 1)
     return {"summary": summary, "examples": records, "_scored": scored}
 
 
@@ -136,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "evaluating several checkpoints into one DIR adds accuracy against training step")
     p.add_argument("--show", type=int, default=5, help="print N examples with generated SQL and result rows")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy decoding")
+    p.add_argument("--decode", default=DEFAULT_DECODE, choices=DECODE_MODES,
+                   help="greedy | constrained (only SQL this database accepts) | beam (constrained) | beam+exec "
+                        "(constrained beam, then the best hypothesis that runs): text2sql/decoding.py")
+    p.add_argument("--beam-width", type=int, default=DEFAULT_BEAM_WIDTH)
+    p.add_argument("--ablation", action="store_true",
+                   help="also print each decode mode on the same examples: execution accuracy, valid SQL, s/question")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--timeout", type=float, default=2.0, help="seconds allowed per query")
@@ -150,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 def evaluate_checkpoint(checkpoint, data_dir, split: str = "test", *, limit: int = 0, out=None, show: int = 5,
                         temperature: float = 0.0, max_new_tokens: int = 128, batch_size: int = 32,
                         timeout_s: float = 2.0, tokenizer=None, device: str = "auto", progress: bool = True,
+                        decode: str = DEFAULT_DECODE, beam_width: int = DEFAULT_BEAM_WIDTH, ablation: bool = False,
                         with_baseline: bool = True) -> dict:
     """Evaluate a checkpoint on a prepared split: print examples and the table, write the JSON report
     (default <run>/eval_<split>.json), and return it. ValueError for a user mistake (paths, splits)."""
@@ -172,11 +197,13 @@ def evaluate_checkpoint(checkpoint, data_dir, split: str = "test", *, limit: int
         baseline = LookupBaseline().fit(load_examples(data_dir, "train")[0])
     t0 = time.time()
     report = evaluate(model, tok, examples, model.config.block_size, max_sql, max_new_tokens, temperature,
-                      batch_size, timeout_s, progress=progress, baseline=baseline)
+                      batch_size, timeout_s, progress=progress, baseline=baseline, decode=decode,
+                      beam_width=beam_width)
     summary = report["summary"]
     out = Path(out) if out else ckpt_path.parent.parent / f"eval_{split}.json"
     payload = {"checkpoint": str(ckpt_path), "step": state.get("step"), "data": str(data_dir), "split": split,
-               "temperature": temperature, "seconds": round(time.time() - t0, 1), "summary": summary,
+               "temperature": temperature, "decode": decode, "seconds": round(time.time() - t0, 1),
+               "summary": summary,
                "examples": report["examples"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1, default=str))
@@ -188,8 +215,35 @@ def evaluate_checkpoint(checkpoint, data_dir, split: str = "test", *, limit: int
     beside = f" (lookup baseline {summary['baseline_accuracy']:.1%})" if "baseline_accuracy" in summary else ""
     print(f"execution accuracy {summary['execution_accuracy']:.1%} [95% CI {lo:.1%}-{hi:.1%}]{beside} on "
           f"{summary['n']} {split} examples -> {out}")
+    if ablation:
+        payload["ablation"] = run_ablation(model, tok, examples, model.config.block_size, max_sql, max_new_tokens,
+                                           batch_size, timeout_s, beam_width)
+        print(f"\n{format_ablation(payload['ablation'], split, beam_width)}")
+        out.write_text(json.dumps(payload, indent=1, default=str))
     payload["out"] = str(out)
     return payload
+
+
+def run_ablation(model, tokenizer, examples, block_size: int, max_sql_tokens: int, max_new_tokens: int = 128,
+                 batch_size: int = 32, timeout_s: float = 2.0, beam_width: int = DEFAULT_BEAM_WIDTH) -> list[dict]:
+    """Every decode mode on the same examples: [{decode, execution_accuracy, valid_sql_rate, seconds_per_question}]."""
+    rows = []
+    for mode in DECODE_MODES:
+        s = evaluate(model, tokenizer, examples, block_size, max_sql_tokens, max_new_tokens, 0.0, batch_size,
+                     timeout_s, progress=False, decode=mode, beam_width=beam_width)["summary"]
+        rows.append({"decode": mode, "execution_accuracy": s["execution_accuracy"],
+                     "valid_sql_rate": s["valid_sql_rate"], "seconds_per_question": s["seconds_per_question"],
+                     "n": s["n"]})
+    return rows
+
+
+def format_ablation(rows: list[dict], split: str = "", beam_width: int = DEFAULT_BEAM_WIDTH) -> str:
+    lines = [f"decode ablation{' on ' + split if split else ''} (same examples, beam width {beam_width}):",
+             f"  {'mode':<12} {'exec acc':>8} {'valid SQL':>9} {'s/question':>10}"]
+    for r in rows:
+        lines.append(f"  {r['decode']:<12} {r['execution_accuracy']:8.1%} {r['valid_sql_rate']:9.1%} "
+                     f"{r['seconds_per_question']:10.4f}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -200,7 +254,9 @@ def main(argv=None) -> int:
         payload = evaluate_checkpoint(args.checkpoint, args.data, args.split, limit=args.limit, out=args.out, show=args.show,
                             temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                             batch_size=args.batch_size, timeout_s=args.timeout, tokenizer=args.tokenizer,
-                            device=args.device, progress=not args.no_progress, with_baseline=not args.no_baseline)
+                            device=args.device, progress=not args.no_progress,
+                            decode=args.decode, beam_width=args.beam_width, ablation=args.ablation,
+                            with_baseline=not args.no_baseline)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,131 @@
+"""How SQL is decoded from a checkpoint: the four `--decode` modes of evaluate, ask and the demo.
+
+    greedy       the most likely token each step, no constraint (the model may write invalid SQL)
+    constrained  greedy, but only tokens the SQL constraint allows (text2sql/sql_constraint.py): tables
+                 and columns of this database, values from the question or the column, <|end|> only
+                 where the SQL is complete
+    beam         constrained beam search (width --beam-width); the best hypothesis by length-normalised
+                 log-probability
+    beam+exec    constrained beam search, then execution-guided choice: every final hypothesis runs
+                 read-only (text2sql/sql_exec.py, the sandbox's time limit); those that fail or time out
+                 are dropped, one with a non-empty result is preferred, then the highest score
+
+gpt/ applies the constraint as a mask and knows nothing of SQL (gpt/generate.py); this module builds one
+SQLConstraint per question (schema, question, database) and hands them over.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gpt.generate import PerRowConstraint, beam_search, decode_batch
+from text2sql.prompt import decode_sql, special_token_ids
+from text2sql.schema import Schema
+from text2sql.sql_constraint import SQLConstraint
+from text2sql.sql_exec import DEFAULT_TIMEOUT_S, execute_sql
+
+DECODE_MODES = ("greedy", "constrained", "beam", "beam+exec")
+# The best mode that meets the speed target (beam+exec at width 4 within 3x greedy's seconds per
+# question on 2 CPU cores), measured by bench/decoding.py: see bench/results/decoding-*.json.
+DEFAULT_DECODE = "beam+exec"
+DEFAULT_BEAM_WIDTH = 4
+
+
+@dataclass
+class SQLContext:
+    """What the constraint needs to know about one question."""
+    schema: Schema
+    question: str
+    db_path: str | Path | None = None
+
+
+def sql_context(example) -> SQLContext:
+    """The context of a prepared example (text2sql.prepare): its Schema, or the one read from its database."""
+    schema = example.schema
+    if not isinstance(schema, Schema):
+        from text2sql.schema import read_schema
+
+        schema = read_schema(example.db_path) if example.db_path else Schema([])
+    return SQLContext(schema, example.question, example.db_path)
+
+
+def check_mode(mode: str) -> str:
+    if mode not in DECODE_MODES:
+        raise ValueError(f"unknown decode mode {mode!r}; choose one of {', '.join(DECODE_MODES)}")
+    return mode
+
+
+def make_constraint(tokenizer, context: SQLContext, max_tokens: int | None = None) -> SQLConstraint:
+    return SQLConstraint(tokenizer, context.schema, context.question, context.db_path, max_tokens=max_tokens)
+
+
+def choose_by_execution(candidates: list[str], db_path, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
+    """Execution-guided choice among candidates (best first): the first that runs and returns rows, else the
+    first that runs, else the first."""
+    if not candidates:
+        return ""
+    first_ok = None
+    for sql in candidates:
+        if not sql:
+            continue
+        r = execute_sql(db_path, sql, timeout_s=timeout_s, max_rows=1)
+        if not r.ok:
+            continue
+        if r.rows:
+            return sql
+        if first_ok is None:
+            first_ok = sql
+    return first_ok if first_ok is not None else candidates[0]
+
+
+@torch.no_grad()
+def decode_sql_batch(model, tokenizer, prompts: list[list[int]], contexts: list[SQLContext] | None = None,
+                     mode: str = DEFAULT_DECODE, max_new_tokens: int = 128, beam_width: int = DEFAULT_BEAM_WIDTH,
+                     batch_size: int = 32, temperature: float = 0.0, seed: int = 0,
+                     timeout_s: float = DEFAULT_TIMEOUT_S, on_done=None) -> list[str]:
+    """SQL text for each prompt (token ids ending in <|sql|>). Prompts of equal length are decoded together
+    (the model has no padding mask); beam modes put batch_size // beam_width prompts in a batch. The
+    constrained modes need a context (schema, question, database) per prompt. on_done(n) reports progress."""
+    check_mode(mode)
+    constrained = mode != "greedy"
+    if constrained and (contexts is None or len(contexts) != len(prompts)):
+        raise ValueError(f"decode mode {mode!r} needs the schema and question of every prompt")
+    stop_ids = sorted(set(special_token_ids(tokenizer).values()))  # <|end|> (or any control token) ends SQL
+    device = next(model.parameters()).device
+    block = model.config.block_size
+    n_vocab = tokenizer.n_vocab
+    generator = torch.Generator(device=device).manual_seed(seed)
+    beams = mode in ("beam", "beam+exec")
+    per_batch = max(1, batch_size // beam_width) if beams else batch_size
+    by_length = defaultdict(list)
+    for i, p in enumerate(prompts):
+        by_length[len(p)].append(i)
+    out: list[str] = [""] * len(prompts)
+    for length, indices in sorted(by_length.items()):
+        for start in range(0, len(indices), per_batch):
+            chunk = indices[start:start + per_batch]
+            steps = min(max_new_tokens, block - length)
+            if steps > 0:
+                constraint = PerRowConstraint([make_constraint(tokenizer, contexts[i], steps) for i in chunk]) \
+                    if constrained else None
+                batch = [prompts[i] for i in chunk]
+                if beams:
+                    results = beam_search(model, batch, beam_width, steps, stop_ids, n_vocab=n_vocab,
+                                          constraint=constraint)
+                    for i, hyps in zip(chunk, results):
+                        sqls = [decode_sql(tokenizer, h.ids) for h in hyps]
+                        if mode == "beam+exec" and contexts[i].db_path:
+                            out[i] = choose_by_execution(sqls, contexts[i].db_path, timeout_s)
+                        else:
+                            out[i] = sqls[0] if sqls else ""
+                else:
+                    rows = decode_batch(model, batch, steps, temperature, stop_ids, generator, n_vocab=n_vocab,
+                                        constraint=constraint)
+                    for i, ids in zip(chunk, rows):
+                        out[i] = decode_sql(tokenizer, ids)
+            if on_done is not None:
+                on_done(len(chunk))
+    return out

@@ -1,0 +1,1064 @@
+"""An incremental SQL checker that lets the model write only SQL this database accepts (PICARD-style).
+
+Three layers, each cheap because the one below it is memoised:
+
+1. A recursive-descent parser over SQL *lexemes* (words, numbers, strings, operators) for the SQLite subset
+   that Spider and the synthetic generator use: SELECT [DISTINCT] with aggregates and arithmetic; FROM with
+   JOIN ... ON, comma joins and aliases (T1..T9); WHERE with AND/OR/NOT, comparisons, LIKE, BETWEEN, IN (a
+   list or a subquery), IS [NOT] NULL; GROUP BY, HAVING, ORDER BY ASC/DESC, LIMIT; UNION/INTERSECT/EXCEPT;
+   nested SELECTs (correlated ones see the outer tables). It runs on a *prefix*: when it reaches the end of
+   the lexemes it records what could come next (the "expected" set, collected from every optional
+   construct it passes on the way out, as completion in a recursive-descent parser does) instead of failing.
+   The parser knows the schema, so the expected identifiers are the tables of the database, the columns
+   of the tables in scope (qualified by their alias when one was given) and aliases that are consistent
+   with what the SELECT list already used. Columns written before FROM are checked when FROM ends:
+   each must then resolve to exactly one table in scope (SQLite's "ambiguous column" and "no such column"
+   are errors). Aggregates are refused in WHERE, ON and GROUP BY and inside another aggregate.
+2. A character-level state machine on top (`SQLPrefixChecker.feed`): the state is (lexeme prefix id,
+   lexer mode, partial lexeme). A word must stay a prefix of an expected word, a string literal a prefix
+   of a value the question or the compared column holds (`ValueSource`), a number a prefix of a number of
+   the question or inside the column's range. `can_end` says whether the text so far is complete SQL.
+3. Tokens (`TokenTrie`, `SQLConstraint`): every vocabulary id's decoded text goes into a character trie,
+   built once per tokenizer; the allowed next ids are those whose trie path the state machine can walk
+   (the outlines / llama.cpp-grammar idea). Sub-trees die at their first impossible character, so one
+   step visits a few hundred trie nodes, not the whole vocabulary; states and masks are memoised, so
+   beams that share a prefix share the work. `<|end|>` is allowed only where the SQL is complete; no other
+   control token ever is, and neither is `;`, so no second statement can be written.
+
+Values (the "where do literals come from" rule): a string literal is a span of the question that starts
+and ends at word boundaries, or a value of the compared column (first `MAX_COLUMN_VALUES` distinct values);
+a LIKE pattern is `%`-separated pieces of the question or of the column's values; a number is one written
+in the question or (compared with a column) inside the column's [min, max]; counts and LIMIT may also use
+the integers 0..10. Identifiers are compared case-insensitively, as SQLite does; identifiers that need
+quoting (spaces, dashes) are not offered. Known gaps (reported by tests/test_sql_constraint.py on Spider):
+subqueries in FROM, functions other than the five aggregates, CASE, CAST, `AS` names in the SELECT list.
+"""
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from text2sql.schema import Schema
+
+MAX_COLUMN_VALUES = 5000       # distinct values read per column (bounded scan)
+ALIASES = tuple(f"t{i}" for i in range(1, 10))
+AGGREGATES = ("count", "sum", "avg", "min", "max")
+SET_OPS = ("union", "intersect", "except")
+COMPARISONS = ("=", "!=", "<>", "<", ">", "<=", ">=")
+ARITHMETIC = ("+", "-", "*", "/")
+SMALL_INTS = tuple(str(i) for i in range(11))
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w])")
+_NUMBER_PREFIX = re.compile(r"^\d+(\.\d*)?$")
+WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+DIGITS = frozenset("0123456789")
+OP_CHARS = frozenset("<>=!")
+SINGLE_PUNCT = frozenset("(),*+-/")
+SPACES = frozenset(" ")  # one space between lexemes (no tabs, newlines, comments or runs of spaces)
+MAX_DEPTH = 4  # nested parentheses (conditions, subqueries, IN lists): a decode must be able to close them
+
+
+# ----------------------------------------------------------------------------------------------------
+# Where literals may come from
+
+
+@dataclass(frozen=True)
+class StrSpec:
+    column: tuple[str, str] | None  # (table, column), lower case, or None
+    like: bool = False
+
+
+@dataclass(frozen=True)
+class NumSpec:
+    column: tuple[str, str] | None
+    small_ints: bool = False  # counts and LIMIT: 0..10 allowed too
+
+
+@dataclass
+class _ColumnValues:
+    texts: list[str]          # distinct values as lower-case text, sorted
+    joined: str               # "\n".join(texts), for substring tests
+    exact: frozenset[str]
+    low: float | None = None  # numeric range when every value is a number
+    high: float | None = None
+
+
+class ValueSource:
+    """The literals a query may contain: spans of the question, and (with a database) column values."""
+
+    def __init__(self, question: str, db_path: str | Path | None = None):
+        self.question = question.lower()
+        self.db_path = Path(db_path) if db_path else None
+        self.numbers = frozenset(_NUMBER_IN_TEXT.findall(question))
+        self._columns: dict[tuple[str, str], _ColumnValues | None] = {}
+
+    def column(self, col: tuple[str, str] | None) -> _ColumnValues | None:
+        if col is None or self.db_path is None:
+            return None
+        if col not in self._columns:
+            self._columns[col] = self._read(*col)
+        return self._columns[col]
+
+    def _read(self, table: str, column: str) -> _ColumnValues | None:
+        from text2sql.sql_exec import open_readonly
+
+        q = lambda s: '"' + s.replace('"', '""') + '"'  # noqa: E731
+        try:
+            conn = open_readonly(self.db_path)
+        except (OSError, ValueError):
+            return None
+        try:
+            rows = conn.execute(f"SELECT DISTINCT {q(column)} FROM {q(table)} LIMIT {MAX_COLUMN_VALUES}").fetchall()
+        except Exception:  # a bad file or a schema that changed: no column values, the question still counts
+            return None
+        finally:
+            conn.close()
+        values = [r[0] for r in rows if r[0] is not None]
+        texts = sorted({str(v).lower() for v in values})
+        nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        low = high = None
+        if values and len(nums) == len(values):
+            low, high = float(min(nums)), float(max(nums))
+        return _ColumnValues(texts, "\n".join(texts), frozenset(texts), low, high)
+
+    # strings ------------------------------------------------------------------------------------------
+    def _question_span(self, text: str, complete: bool) -> bool:
+        """text occurs in the question starting at a word boundary (and, if complete, ending at one)."""
+        q, start = self.question, self.question.find(text)
+        while start >= 0:
+            end = start + len(text)
+            if (start == 0 or not q[start - 1].isalnum() or not text[:1].isalnum()) and (
+                    not complete or end == len(q) or not q[end].isalnum() or not text[-1:].isalnum()):
+                return True
+            start = q.find(text, start + 1)
+        return False
+
+    def string_viable(self, spec: StrSpec, content: str) -> bool:
+        c = content.lower()
+        if not c:
+            return True
+        values = self.column(spec.column)
+        if spec.like:
+            return all(not p or p in self.question or (values is not None and p in values.joined)
+                       for p in c.split("%"))
+        if self._question_span(c, complete=False):
+            return True
+        if values is not None:
+            i = bisect_left(values.texts, c)
+            return i < len(values.texts) and values.texts[i].startswith(c)
+        return False
+
+    def string_complete(self, spec: StrSpec, content: str) -> bool:
+        c = content.lower()
+        if not c.strip("%"):
+            return False
+        if spec.like:
+            return self.string_viable(spec, content)
+        values = self.column(spec.column)
+        return self._question_span(c, complete=True) or (values is not None and c in values.exact)
+
+    # numbers ------------------------------------------------------------------------------------------
+    def _candidates(self, spec: NumSpec):
+        yield from self.numbers
+        if spec.small_ints:
+            yield from SMALL_INTS
+
+    def number_viable(self, spec: NumSpec, text: str) -> bool:
+        if not _NUMBER_PREFIX.match(text):
+            return False
+        if any(n.startswith(text) for n in self._candidates(spec)):
+            return True
+        values = self.column(spec.column)
+        if values is None:
+            return False
+        i = bisect_left(values.texts, text)
+        if i < len(values.texts) and values.texts[i].startswith(text):
+            return True
+        if values.low is None:
+            return False
+        if text.startswith("0") and len(text) > 1 and text[1] != ".":
+            return False
+        if "." in text:
+            lo = float(text.rstrip(".") or 0)
+            return lo <= values.high and lo + 10 ** -(len(text) - text.index(".") - 1) > values.low
+        p = int(text)
+        if p == 0:  # "0" can only become 0 or 0.xxx (no leading zeros)
+            return values.low < 1 and values.high >= 0
+        for k in range(0, 16):  # p followed by k more digits: [p*10^k, (p+1)*10^k - 1] (or p.xxx when k = 0)
+            lo, hi = p * 10 ** k, (p + 1) * 10 ** k - (1 if k else 0)
+            if lo > values.high:
+                return False
+            if hi >= values.low:
+                return True
+        return False
+
+    def number_complete(self, spec: NumSpec, text: str) -> bool:
+        if text.endswith("."):
+            return False
+        if text in set(self._candidates(spec)):
+            return True
+        values = self.column(spec.column)
+        if values is None:
+            return False
+        if text in values.exact:
+            return True
+        if values.low is None:
+            return False
+        try:
+            return values.low <= float(text) <= values.high
+        except ValueError:
+            return False
+
+
+# ----------------------------------------------------------------------------------------------------
+# The schema, in the form the parser asks about
+
+
+class SchemaIndex:
+    """Lower-case table and column names of a schema (only names SQL can write without quotes)."""
+
+    def __init__(self, schema: Schema):
+        self.columns: dict[str, tuple[str, ...]] = {}
+        for t in schema.tables:
+            if _IDENT.match(t.name) and t.name.lower() not in self.columns:
+                self.columns[t.name.lower()] = tuple(dict.fromkeys(
+                    c.name.lower() for c in t.columns if _IDENT.match(c.name)))
+        self.tables = tuple(self.columns)
+        self.sat_cache: dict = {}
+        self.all_columns = tuple(sorted({c for cols in self.columns.values() for c in cols}))
+        self.tables_with: dict[str, tuple[str, ...]] = {
+            c: tuple(t for t in self.tables if c in self.columns[t]) for c in self.all_columns}
+        # before FROM, any column of any table may be named, bare or qualified by its table or an alias
+        self.pre_from_words = frozenset(self.all_columns) | frozenset(
+            f"{t}.{c}" for t in self.tables for c in self.columns[t]) | frozenset(
+            f"{a}.{c}" for a in ALIASES for c in self.all_columns)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The lexeme parser
+
+
+class _EndOfInput(Exception):
+    """The prefix ended where something is required: the expected set is complete."""
+
+
+class _Reject(Exception):
+    """The prefix cannot be continued into valid SQL."""
+
+
+@dataclass
+class Expected:
+    words: set = field(default_factory=set)
+    puncts: set = field(default_factory=set)
+    strings: list = field(default_factory=list)
+    numbers: list = field(default_factory=list)
+    end: bool = False
+
+
+@dataclass
+class _Scope:
+    parent: "_Scope | None"
+    bindings: list = field(default_factory=list)  # [(name used in SQL, table)], in FROM order
+    aliased: set = field(default_factory=set)     # tables that were given an alias
+    pending: list = field(default_factory=list)   # [(qualifier or None, column)] named before FROM
+    in_from: bool = False
+    aggregates: bool = False  # an aggregate in the SELECT list or a GROUP BY
+
+    def binding(self, name):
+        for b, t in self.bindings:
+            if b == name:
+                return t
+        return None
+
+
+class _Parser:
+    def __init__(self, index: SchemaIndex, values: ValueSource, lexemes: tuple):
+        self.index, self.values, self.lex, self.i = index, values, lexemes, 0
+        self.exp = Expected()
+        self.depth = 0
+
+    # token helpers -------------------------------------------------------------------------------------
+    def eof(self) -> bool:
+        return self.i >= len(self.lex)
+
+    def peek(self):
+        return self.lex[self.i]
+
+    def accept_word(self, *words) -> str | None:
+        if self.eof():
+            self.exp.words.update(words)
+            return None
+        kind, text = self.peek()
+        if kind == "w" and text in words:
+            self.i += 1
+            return text
+        return None
+
+    def expect_word(self, *words) -> str:
+        w = self.accept_word(*words)
+        if w is None:
+            raise _EndOfInput if self.eof() else _Reject
+        return w
+
+    def accept_punct(self, *puncts) -> str | None:
+        if self.eof():
+            self.exp.puncts.update(puncts)
+            return None
+        kind, text = self.peek()
+        if kind == "p" and text in puncts:
+            self.i += 1
+            return text
+        return None
+
+    def expect_punct(self, *puncts) -> str:
+        p = self.accept_punct(*puncts)
+        if p is None:
+            raise _EndOfInput if self.eof() else _Reject
+        return p
+
+    # grammar ---------------------------------------------------------------------------------------------
+    def parse(self):
+        self.query(None)
+        if self.eof():
+            self.exp.end = True
+            return
+        raise _Reject
+
+    def query(self, parent, single=False):
+        """single: a subquery used as a value (one result column)."""
+        scope = self.select_core(parent, single)
+        compound = False
+        while self.accept_word(*SET_OPS):
+            scope = self.select_core(parent, single)
+            compound = True
+        if self.accept_word("order"):
+            self.expect_word("by")
+            while True:  # aggregates only where the query aggregates (SQLite: "misuse of aggregate")
+                self.expr(scope, agg=scope.aggregates and not compound)
+                self.accept_word("asc", "desc")
+                if not self.accept_punct(","):
+                    break
+        if self.accept_word("limit"):
+            self.number(NumSpec(None, small_ints=True))
+
+    def select_core(self, parent, single=False) -> _Scope:
+        self.expect_word("select")
+        scope = _Scope(parent)
+        self.accept_word("distinct")
+        while True:
+            if single or not self.accept_punct("*"):
+                self.expr(scope, agg=True, star_ok=True)
+            if single or not self.accept_punct(","):
+                break
+        self.expect_word("from")
+        self.from_clause(scope)
+        if self.accept_word("where"):
+            self.condition(scope, agg=False)
+        if self.accept_word("group"):
+            scope.aggregates = True
+            self.expect_word("by")
+            while True:
+                self.expr(scope, agg=False)
+                if not self.accept_punct(","):
+                    break
+            if self.accept_word("having"):
+                self.condition(scope, agg=True)
+        return scope
+
+    def from_clause(self, scope: _Scope):
+        scope.in_from = True
+        self.table_ref(scope)
+        while True:
+            # another table only when one can join without making a SELECT-list column ambiguous
+            can_join = any(self.table_allowed(scope, t) for t in self.index.tables)
+            joined = can_join and (self.accept_word("join") or self.accept_punct(","))
+            if not joined:
+                if self.eof():  # FROM may end here only if the SELECT list's columns resolve now
+                    if self.pending_resolved(scope):
+                        return
+                    raise _EndOfInput
+                if not self.pending_resolved(scope):
+                    raise _Reject
+                return
+            self.table_ref(scope)
+            if joined == "join" and self.accept_word("on"):
+                self.condition(scope, agg=False)
+
+    def table_ref(self, scope: _Scope):
+        tables = [t for t in self.index.tables if self.table_allowed(scope, t)]
+        table = self.expect_word(*tables)
+        aliases = tuple(a for a in ALIASES if self.binding_allowed(scope, table, a))
+        alias = None
+        if aliases and self.accept_word("as"):
+            alias = self.expect_word(*aliases)
+        elif aliases:
+            alias = self.accept_word(*aliases)
+        name = alias or table
+        if alias is None and not self.binding_allowed(scope, table, None):  # only an alias can follow
+            raise _EndOfInput if self.eof() and aliases else _Reject
+        scope.bindings.append((name, table))
+        if alias:
+            scope.aliased.add(table)
+
+    def table_allowed(self, scope: _Scope, table: str) -> bool:
+        """Whether `table` can be joined (with some alias or none) and FROM still be completed."""
+        names = [None] + [a for a in ALIASES if scope.binding(a) is None]
+        return any(self.binding_allowed(scope, table, a) for a in names)
+
+    def binding_allowed(self, scope: _Scope, table: str, alias) -> bool:
+        name = alias or table
+        if scope.binding(name) is not None:
+            return False
+        return self.satisfiable(scope, tuple(scope.bindings) + ((name, table),))
+
+    def sat_with(self, scope: _Scope, word: str) -> bool:
+        q, _, c = word.rpartition(".")
+        scope.pending.append((q or None, c))
+        try:
+            return self.satisfiable(scope, ())
+        finally:
+            scope.pending.pop()
+
+    def satisfiable(self, scope: _Scope, bindings: tuple) -> bool:
+        """Can more tables be joined to `bindings` so that every SELECT-list reference resolves exactly once?"""
+        if not scope.pending:
+            return True
+        key = (bindings, tuple(scope.pending), self._outer_key(scope.parent))
+        hit = self.index.sat_cache.get(key)
+        if hit is None:
+            hit = self.index.sat_cache[key] = self._satisfiable(scope, bindings, 0)
+        return hit
+
+    @staticmethod
+    def _outer_key(scope) -> tuple:
+        out = []
+        while scope is not None:
+            out.append(tuple(scope.bindings))
+            scope = scope.parent
+        return tuple(out)
+
+    def _satisfiable(self, scope, bindings, depth) -> bool:
+        bound = dict(bindings)
+        cols = self.index.columns
+        unmet = None
+        for q, c in scope.pending:
+            if q is None:
+                n = sum(c in cols[t] for t in bound.values())
+                if n > 1:
+                    return False
+                if n == 0 and self.resolve(scope.parent, None, c) is None and unmet is None:
+                    unmet = ("bare", c)
+            elif q in bound:
+                if c not in cols[bound[q]]:
+                    return False
+            elif self.resolve(scope.parent, q, c) is None and unmet is None:
+                unmet = ("alias" if q in ALIASES else "table", q)
+        if unmet is None:
+            return True
+        if depth >= 4:
+            return False
+        kind, x = unmet
+        if kind == "table":
+            options = [(x, x)] if x in cols else []
+        elif kind == "alias":
+            options = [(x, t) for t in self.index.tables]
+        else:
+            options = [(t if t not in bound else next((a for a in ALIASES if a not in bound), t), t)
+                       for t in self.index.tables if x in cols[t]]
+        return any(self._satisfiable(scope, bindings + (o,), depth + 1) for o in options if o[0] not in bound)
+
+    def pending_resolved(self, scope: _Scope) -> bool:
+        return all(self.resolve(scope, q, c) is not None for q, c in scope.pending)
+
+    def resolve(self, scope: _Scope | None, qualifier, column):
+        """(table, column) a reference resolves to in this scope (inner first), or None."""
+        while scope is not None:
+            if qualifier is None:
+                hits = [t for _, t in scope.bindings if column in self.index.columns[t]]
+                if len(hits) > 1:
+                    return None
+                if hits:
+                    return hits[0], column
+            else:
+                t = scope.binding(qualifier)
+                if t is not None:
+                    return (t, column) if column in self.index.columns[t] else None
+            scope = scope.parent
+        return None
+
+    def column_words(self, scope: _Scope) -> set:
+        if not scope.in_from:
+            words = set(self.index.pre_from_words)
+            for a in {q for q, _ in scope.pending if q in ALIASES}:
+                used = {c for q, c in scope.pending if q == a}
+                ok = {c for cols in self.index.columns.values() if used <= set(cols) for c in cols}
+                words -= {f"{a}.{c}" for c in self.index.all_columns if c not in ok}
+            if scope.pending:  # keep only references some FROM clause can still resolve together with the others
+                words = {w for w in words if self.sat_with(scope, w)}
+            return words
+        words = set()
+        for c in self.index.all_columns:
+            if self.resolve(scope, None, c) is not None:
+                words.add(c)
+        seen = set()
+        s = scope
+        while s is not None:
+            for b, t in s.bindings:
+                if b not in seen:
+                    seen.add(b)
+                    words.update(f"{b}.{c}" for c in self.index.columns[t])
+            s = s.parent
+        return words
+
+    def column_ref(self, scope: _Scope, word: str):
+        """Check a column word; returns (table, column) when it is known (for the values it is compared with)."""
+        q, _, c = word.rpartition(".")
+        q = q or None
+        if not scope.in_from:
+            if word not in self.index.pre_from_words:
+                raise _Reject
+            if q in ALIASES and not any(set(c2 for q2, c2 in scope.pending if q2 == q) | {c} <= set(cols)
+                                        for cols in self.index.columns.values()):
+                raise _Reject
+            scope.pending.append((q, c))
+            if not self.satisfiable(scope, ()):
+                raise _Reject
+            t = q if q in self.index.columns else self.index.tables_with[c][0]
+            return t, c
+        hit = self.resolve(scope, q, c)
+        if hit is None:
+            raise _Reject
+        return hit
+
+    # conditions and expressions -----------------------------------------------------------------------------
+    def condition(self, scope, agg):
+        while True:
+            while True:
+                self.predicate(scope, agg)
+                if not self.accept_word("and"):
+                    break
+            if not self.accept_word("or"):
+                return
+
+    def predicate(self, scope, agg):
+        if self.accept_word("not"):
+            return self.predicate(scope, agg)
+        col = self.expr(scope, agg)
+        negated = self.accept_word("not")
+        if not negated and self.accept_punct(*COMPARISONS):
+            self.expr(scope, agg, hint=col)
+        elif self.accept_word("like"):
+            self.expr(scope, agg, hint=col, like=True)
+        elif self.accept_word("between"):
+            self.expr(scope, agg, hint=col)
+            self.expect_word("and")
+            self.expr(scope, agg, hint=col)
+        elif self.accept_word("in"):
+            self.expect_punct("(")
+            self.depth += 1
+            if self.accept_word("select"):
+                self.i -= 1
+                self.query(scope, single=True)
+            else:
+                while True:
+                    self.expr(scope, agg, hint=col)
+                    if not self.accept_punct(","):
+                        break
+            self.expect_punct(")")
+            self.depth -= 1
+        elif not negated and self.accept_word("is"):
+            self.accept_word("not")
+            self.expect_word("null")
+        elif negated:
+            raise _EndOfInput if self.eof() else _Reject
+
+    def expr(self, scope, agg, hint=None, like=False, star_ok=False):
+        col = self.term(scope, agg, hint, like)
+        while self.accept_punct(*ARITHMETIC):
+            self.term(scope, agg, hint, like)
+            col = None
+        return col
+
+    def term(self, scope, agg, hint, like):
+        if self.accept_punct("-"):
+            return self.primary(scope, agg, hint, like)
+        return self.primary(scope, agg, hint, like)
+
+    def primary(self, scope, agg, hint, like):
+        if self.eof():
+            self.exp.puncts.add("-")
+            if self.depth < MAX_DEPTH:
+                self.exp.puncts.add("(")
+            if agg and self.depth < MAX_DEPTH:
+                self.exp.words.update(AGGREGATES)
+            self.exp.words.update(self.column_words(scope))
+            self.exp.strings.append(StrSpec(hint, like))
+            self.exp.numbers.append(NumSpec(hint, small_ints=hint is None))
+            raise _EndOfInput
+        kind, text = self.peek()
+        is_call = self.i + 1 >= len(self.lex) or self.lex[self.i + 1] == ("p", "(")
+        if kind == "w" and agg and text in AGGREGATES and is_call and self.depth < MAX_DEPTH:
+            self.i += 1
+            if not scope.in_from:
+                scope.aggregates = True
+            self.expect_punct("(")
+            self.depth += 1
+            col = None
+            if text == "count" and self.accept_punct("*"):
+                pass
+            else:
+                self.accept_word("distinct")
+                col = self.expr(scope, agg=False)
+            self.expect_punct(")")
+            self.depth -= 1
+            return col
+        if kind == "p" and text == "(" and self.depth < MAX_DEPTH:
+            self.i += 1
+            self.depth += 1
+            if self.eof():
+                self.exp.words.add("select")
+            if not self.eof() and self.peek() == ("w", "select"):
+                self.query(scope, single=True)
+            else:
+                self.condition(scope, agg)
+            self.expect_punct(")")
+            self.depth -= 1
+            return None
+        if kind == "s":
+            if not self.values.string_complete(StrSpec(hint, like), text):
+                raise _Reject
+            self.i += 1
+            return None
+        if kind == "n":
+            if not self.values.number_complete(NumSpec(hint, small_ints=hint is None), text):
+                raise _Reject
+            self.i += 1
+            return None
+        if kind == "w":
+            self.i += 1
+            return self.column_ref(scope, text)
+        raise _Reject
+
+    def number(self, spec: NumSpec):
+        if self.eof():
+            self.exp.numbers.append(spec)
+            raise _EndOfInput
+        kind, text = self.peek()
+        if kind != "n" or not self.values.number_complete(spec, text):
+            raise _Reject
+        self.i += 1
+
+
+@dataclass(frozen=True)
+class Options:
+    """What may follow a lexeme prefix."""
+    words: tuple          # sorted, lower case
+    puncts: frozenset
+    strings: tuple
+    numbers: tuple
+    end: bool
+
+    def word_viable(self, prefix: str) -> bool:
+        i = bisect_left(self.words, prefix)
+        return i < len(self.words) and self.words[i].startswith(prefix)
+
+
+def parse_prefix(index: SchemaIndex, values: ValueSource, lexemes: tuple) -> Options | None:
+    """The options after a lexeme prefix, or None when no valid SQL starts with it."""
+    p = _Parser(index, values, lexemes)
+    try:
+        p.parse()
+    except _EndOfInput:
+        pass
+    except _Reject:
+        return None
+    e = p.exp
+    if not (e.words or e.puncts or e.strings or e.numbers or e.end):
+        return None
+    return Options(tuple(sorted(e.words)), frozenset(e.puncts), tuple(dict.fromkeys(e.strings)),
+                   tuple(dict.fromkeys(e.numbers)), e.end)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Characters
+
+
+SEP, SPACE, WORD, NUM, OP, STR = range(6)
+
+
+class SQLPrefixChecker:
+    """Character-level: is this text the start of valid SQL for this schema and question, and is it complete?
+
+    A state is a hashable tuple (lexeme prefix id, lexer mode, partial lexeme); `feed` returns the next
+    state or None. `check(text)` and `accepts(text)` are the whole-string conveniences (tests use them)."""
+
+    def __init__(self, schema: Schema, question: str = "", db_path: str | Path | None = None):
+        self.index = SchemaIndex(schema)
+        self.values = ValueSource(question, db_path)
+        self._lexemes: list[tuple] = [()]
+        self._child: dict[tuple, int] = {}
+        self._options: dict[int, Options | None] = {}
+        self._feed: dict[tuple, tuple | None] = {}
+        self.start = (0, SEP, "")
+
+    # lexeme prefixes -----------------------------------------------------------------------------------
+    def options(self, pid: int) -> Options | None:
+        if pid not in self._options:
+            self._options[pid] = parse_prefix(self.index, self.values, self._lexemes[pid])
+        return self._options[pid]
+
+    def _push(self, pid: int, lexeme: tuple) -> int | None:
+        key = (pid, lexeme)
+        child = self._child.get(key)
+        if child is None:
+            child = len(self._lexemes)
+            self._lexemes.append(self._lexemes[pid] + (lexeme,))
+            self._child[key] = child
+        return child if self.options(child) is not None else None
+
+    # characters ------------------------------------------------------------------------------------------
+    def feed(self, state: tuple, ch: str) -> tuple | None:
+        key = (state, ch)
+        if key in self._feed:
+            return self._feed[key]
+        out = self._feed[key] = self._step(state, ch)
+        return out
+
+    def feed_text(self, state: tuple | None, text: str) -> tuple | None:
+        for ch in text:
+            if state is None:
+                return None
+            state = self.feed(state, ch)
+        return state
+
+    def _step(self, state, ch):
+        pid, mode, buf = state
+        if mode in (SEP, SPACE):
+            return self._start(pid, ch, mode, buf)
+        if mode == WORD:
+            if ch in WORD_CHARS:
+                nb = buf + ch.lower()
+                return (pid, WORD, nb) if self.options(pid).word_viable(nb) else None
+            return self._end_then(pid, ("w", buf), ch)
+        if mode == NUM:
+            if ch in DIGITS or ch == ".":
+                nb = buf + ch
+                return (pid, NUM, nb) if any(self.values.number_viable(s, nb) for s in self.options(pid).numbers) \
+                    else None
+            if ch in WORD_CHARS:
+                return None
+            return self._end_then(pid, ("n", buf), ch)
+        if mode == OP:
+            nb = buf + ch
+            if any(p.startswith(nb) for p in self.options(pid).puncts):
+                return pid, OP, nb
+            return self._end_then(pid, ("p", buf), ch)
+        # STR: buf = (quote, content, quote_pending)
+        quote, content, pending = buf
+        opts = self.options(pid)
+        if pending:
+            if ch == quote:  # a doubled quote is a quote inside the string
+                return self._string_state(pid, opts, quote, content + quote, False)
+            return self._end_then(pid, ("s", content), ch)
+        if ch == quote:
+            if any(self.values.string_complete(s, content) for s in opts.strings) or any(
+                    self.values.string_viable(s, content + quote) for s in opts.strings):
+                return pid, STR, (quote, content, True)
+            return None
+        if ch == "\n":
+            return None
+        return self._string_state(pid, opts, quote, content + ch, False)
+
+    def _string_state(self, pid, opts, quote, content, pending):
+        if any(self.values.string_viable(s, content) for s in opts.strings):
+            return pid, STR, (quote, content, pending)
+        return None
+
+    def _end_then(self, pid, lexeme, ch):
+        nxt = self._push(pid, lexeme)
+        return None if nxt is None else self._start(nxt, ch, SEP)
+
+    def _start(self, pid, ch, mode, prev=""):
+        if (prev == "-" and ch == "-") or (prev == "/" and ch == "*"):
+            return None  # "--" and "/*" start comments
+        if ch in SPACES:
+            return None if mode == SPACE else (pid, SPACE, "")
+        opts = self.options(pid)
+        if ch in WORD_CHARS and ch not in DIGITS and ch != ".":
+            c = ch.lower()
+            return (pid, WORD, c) if opts.word_viable(c) else None
+        if ch in DIGITS:
+            return (pid, NUM, ch) if any(self.values.number_viable(s, ch) for s in opts.numbers) else None
+        if ch in "'\"":
+            return (pid, STR, (ch, "", False)) if opts.strings else None
+        if ch in OP_CHARS:
+            return (pid, OP, ch) if any(p.startswith(ch) for p in opts.puncts) else None
+        if ch in SINGLE_PUNCT and ch in opts.puncts:
+            nxt = self._push(pid, ("p", ch))
+            return None if nxt is None else (nxt, SEP, ch)  # SEP remembers the punctuation: see _start
+        return None
+
+    def can_end(self, state: tuple | None) -> bool:
+        """True when the text that led to `state` is complete SQL."""
+        if state is None:
+            return False
+        pid, mode, buf = state
+        if mode == STR:
+            quote, content, pending = buf
+            if not pending:
+                return False
+            pid = self._push(pid, ("s", content))
+        elif mode in (WORD, NUM, OP):
+            pid = self._push(pid, ({WORD: "w", NUM: "n", OP: "p"}[mode], buf))
+        if pid is None:
+            return False
+        opts = self.options(pid)
+        return opts is not None and opts.end
+
+    def check(self, text: str) -> tuple | None:
+        """The state after `text` (None: no valid SQL starts with it)."""
+        return self.feed_text(self.start, text)
+
+    def accepts(self, text: str) -> bool:
+        """True when `text` is complete SQL the checker allows."""
+        return self.can_end(self.check(text))
+
+    # completion: a short way to finish the SQL from a state (used when the token budget runs out) ----------
+    def completion(self, state: tuple, max_pieces: int = 48) -> str | None:
+        """Text that makes the SQL complete from `state`, picked greedily (close brackets first, then the
+        keyword FROM/BY, then a column or table, a number, a string); None when none is found."""
+        text, st = "", state
+        for _ in range(max_pieces):
+            if self.can_end(st):
+                return text
+            piece = self._next_piece(st)
+            if piece is None:
+                return None
+            text, st = text + piece, self.feed_text(st, piece)
+        return None
+
+    def _ok(self, st, piece, delimit=False):
+        nxt = self.feed_text(st, piece)
+        return nxt is not None and (not delimit or self.feed(nxt, " ") is not None or self.can_end(nxt))
+
+    def _next_piece(self, st):
+        pid, mode, buf = st
+        opts = self.options(pid)
+        if mode in (WORD, NUM, OP):
+            if self._ok(st, " "):
+                return " "
+            if mode == WORD:
+                cands = [w[len(buf):] for w in opts.words if w.startswith(buf)]
+            elif mode == NUM:
+                cands = [n[len(buf):] for n in sorted(self.values.numbers) + list(SMALL_INTS) if n.startswith(buf)]
+            else:
+                cands = [p[len(buf):] for p in opts.puncts if p.startswith(buf)]
+            return next((c for c in cands if c and self._ok(st, c, delimit=True)), None)
+        if mode == STR:
+            quote, content, pending = buf
+            if pending:
+                return " " if self._ok(st, " ") else None
+            if self._ok(st, quote):
+                return quote
+            q, c = self.values.question, content.lower()
+            i = q.find(c) if c else -1
+            while i >= 0:
+                j = i + len(c)
+                while j < len(q) and q[j].isalnum():
+                    j += 1
+                rest = q[i + len(c):j] + quote
+                if len(rest) > 1 and self._ok(st, rest):
+                    return rest
+                i = q.find(c, i + 1)
+            return None
+        lead = "" if mode == SPACE or buf else " "
+        cands = []
+        if ")" in opts.puncts:
+            cands.append(")")
+        cands += [w for w in ("from", "by", "null") if w in opts.words]
+        if opts.numbers:
+            cands += [n for n in sorted(self.values.numbers) + list(SMALL_INTS)]
+        cands += [w for w in opts.words if w not in ("select", "and", "or", "not", "in", "like", "between", "is",
+                                                     "join", "on", "as", "distinct") and w not in AGGREGATES]
+        if opts.strings:
+            words = dict.fromkeys(re.findall(r"[a-z0-9]+", self.values.question))
+            cands += ["'" + w + "'" for w in words]
+        cands += [p for p in ("*", ",") if p in opts.puncts] + [w for w in ("and", "select", "in") if w in opts.words]
+        for c in cands:
+            piece = ("" if c[0] in ")*," else lead) + c
+            if self._ok(st, piece, delimit=c[0].isalnum()):
+                return piece
+        return None
+
+    def reject_reason(self, text: str) -> str | None:
+        """Where a complete query stops being accepted (for reports): None when it is accepted."""
+        state = self.start
+        for i, ch in enumerate(text):
+            nxt = self.feed(state, ch)
+            if nxt is None:
+                return f"rejected at char {i}: {text[max(0, i - 30):i]}<<{text[i:i + 20]}"
+            state = nxt
+        return None if self.can_end(state) else "incomplete at the end"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Tokens
+
+
+class _Node:
+    __slots__ = ("children", "ids")
+
+    def __init__(self):
+        self.children: dict[str, _Node] = {}
+        self.ids: list[int] = []
+
+
+class TokenTrie:
+    """A character trie of every ordinary token's text (ids whose bytes are not UTF-8 on their own are left
+    out: SQL over these schemas is written with whole characters)."""
+
+    def __init__(self, tokenizer):
+        self.root = _Node()
+        specials = set(dict(tokenizer.special_tokens).values())
+        self.n_vocab = tokenizer.n_vocab
+        for i in range(tokenizer.n_vocab):
+            if i in specials:
+                continue
+            try:
+                text = tokenizer.decode_bytes([i]).decode("utf-8")
+            except (UnicodeDecodeError, KeyError, ValueError):
+                continue
+            if not text:
+                continue
+            node = self.root
+            for ch in text:
+                node = node.children.setdefault(ch, _Node())
+            node.ids.append(i)
+
+    _cache: dict[int, "TokenTrie"] = {}
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer) -> "TokenTrie":
+        key = id(tokenizer)
+        trie = cls._cache.get(key)
+        if trie is None or trie._tokenizer_ref is not tokenizer:
+            trie = cls(tokenizer)
+            trie._tokenizer_ref = tokenizer
+            cls._cache[key] = trie
+        return trie
+
+    def walk(self, checker: SQLPrefixChecker, state: tuple) -> list[int]:
+        """Ids whose whole text the checker accepts from `state` (depth-first, pruned at dead characters)."""
+        out: list[int] = []
+        stack = [(self.root, state)]
+        feed = checker.feed
+        while stack:
+            node, st = stack.pop()
+            for ch, child in node.children.items():
+                nxt = feed(st, ch)
+                if nxt is None:
+                    continue
+                if child.ids:
+                    out.extend(child.ids)
+                if child.children:
+                    stack.append((child, nxt))
+        return out
+
+
+class SQLConstraint:
+    """The SQL constraint for one prompt, in the shape gpt.generate's Constraint hook asks for.
+
+    `allowed_ids(generated)` lists the token ids that may follow the SQL tokens generated so far; the
+    end id is in it exactly when the SQL is complete. States are kept per generated prefix, so beams that
+    share a prefix share the work."""
+
+    def __init__(self, tokenizer, schema: Schema, question: str = "", db_path: str | Path | None = None,
+                 end_id: int | None = None, max_tokens: int | None = None, end_margin: int = 8):
+        from text2sql.prompt import SQL_END_TOKEN, special_token_ids
+
+        self.tokenizer = tokenizer
+        self.trie = TokenTrie.for_tokenizer(tokenizer)
+        self.checker = SQLPrefixChecker(schema, question, db_path)
+        self.end_id = special_token_ids(tokenizer)[SQL_END_TOKEN] if end_id is None else end_id
+        self._states: dict[tuple, tuple | None] = {(): self.checker.start}
+        self._allowed: dict[tuple, list[int]] = {}
+        self._closings: dict[tuple, list[int] | None] = {}
+        self._text: dict[int, str] = {}
+        self._special_ids = set(dict(tokenizer.special_tokens).values())
+        # near the token budget, complete SQL must end (a decode that runs out of steps writes no SQL)
+        self.must_end_after = None if max_tokens is None else max(0, max_tokens - end_margin)
+
+    def _token_text(self, i: int) -> str | None:
+        t = self._text.get(i)
+        if t is None:
+            try:
+                t = self.tokenizer.decode_bytes([i]).decode("utf-8")
+            except (UnicodeDecodeError, KeyError, ValueError):
+                t = "\x00"  # never accepted
+            self._text[i] = t
+        return t
+
+    def state(self, generated) -> tuple | None:
+        key = tuple(generated)
+        if key in self._states:
+            return self._states[key]
+        prev = self.state(key[:-1])
+        t = key[-1]
+        st = None if prev is None or t in self._special_ids or t >= self.trie.n_vocab \
+            else self.checker.feed_text(prev, self._token_text(t))
+        self._states[key] = st
+        return st
+
+    def allowed_ids(self, generated) -> list[int]:
+        st = self.state(generated)
+        if st is None:
+            return []
+        if self.must_end_after is not None and len(generated) >= self.must_end_after:
+            closing = self._closing(st)
+            if closing is not None:
+                return closing
+        ids = self._allowed.get(st)
+        if ids is None:
+            ids = self.trie.walk(self.checker, st)
+            if self.checker.can_end(st):
+                ids.append(self.end_id)
+            self._allowed[st] = ids
+        return ids
+
+    def allows(self, generated, token: int) -> bool:
+        """Whether `token` may follow (a few memoised character steps: the cheap test greedy and beam use)."""
+        st = self.state(generated)
+        if st is None:
+            return False
+        if self.must_end_after is not None and len(generated) >= self.must_end_after:
+            closing = self._closing(st)
+            if closing is not None:
+                return token in closing
+        if token == self.end_id:
+            return self.checker.can_end(st)
+        if token >= self.trie.n_vocab or token in self._special_ids:
+            return False
+        return self.checker.feed_text(st, self._token_text(token)) is not None
+
+    def _closing(self, st) -> list[int] | None:
+        """Near the budget: the ids that spell a prefix of the completion (or <|end|> once complete)."""
+        if self.checker.can_end(st):
+            return [self.end_id]
+        if st not in self._closings:
+            text = self.checker.completion(st)
+            ids = None
+            if text:  # the longest token that spells the start of it (the fewest steps to the end)
+                ids, node = [], self.trie.root
+                for ch in text:
+                    node = node.children.get(ch)
+                    if node is None:
+                        break
+                    if node.ids:
+                        ids = node.ids[:1]
+            self._closings[st] = ids or None
+        return self._closings[st]
+
+    def is_complete(self, generated) -> bool:
+        return self.checker.can_end(self.state(generated))

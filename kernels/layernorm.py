@@ -13,7 +13,20 @@ Backward, with xhat = (h - mean) * rstd and g = w * dy:
 Each backward program owns a contiguous block of rows: it writes dh row by row and accumulates its
 rows' dw/db in fp32 registers, then writes them to its own row of a (programs, N) fp32 partial buffer.
 A final sum over that buffer gives dw/db. No atomics, so the result is bitwise deterministic.
+
+Variants, chosen per call by environment variable (read on every call; the default is "rows" until
+a GPU run shows "blocked" faster):
+    KERNELS_LAYERNORM_FWD=rows|blocked   rows: one program per row; blocked: one program per 2D block
+                                         of ROWS_PER_BLOCK >= 2 rows x BLOCK_N columns (rows up to
+                                         2048 wide; wider ones take the row kernel)
+    KERNELS_LAYERNORM_BWD=rows|blocked   rows: the kernels above; blocked: a persistent grid of a
+                                         few programs per SM, each looping over 2D row blocks with
+                                         dw/db accumulated in fp32 registers across all its blocks
+                                         (one partial row per program), for widths up to
+                                         BLOCKED_BWD_MAX_WIDTH, dw/db in the same pass as dh
 """
+import os
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -183,6 +196,94 @@ def _layer_norm_bwd_dwdb_kernel(
         tl.store(DB_PARTIAL + pid_m.to(tl.int64) * N + cols, tl.sum(db, axis=0), mask=col_mask)
 
 
+@triton.jit
+def _layer_norm_fwd_blocked_kernel(
+    X, R, W, B, Y, H, Mean, Rstd,
+    stride_x, stride_r, stride_y, stride_h,
+    M, N, eps,
+    HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ROWS_PER_BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # The "blocked" forward: one program normalises ROWS_PER_BLOCK rows at once, a 2D block in
+    # registers, so a narrow row (768) still gives every thread a full vector of loads and the
+    # grid has M / ROWS_PER_BLOCK programs instead of M tiny ones. Same math as the row kernel.
+    rows = tl.program_id(0).to(tl.int64) * ROWS_PER_BLOCK + tl.arange(0, ROWS_PER_BLOCK)
+    cols = tl.arange(0, BLOCK_N)
+    row_mask = rows < M
+    mask = row_mask[:, None] & (cols < N)[None, :]
+    h = tl.load(X + rows[:, None] * stride_x + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+    if HAS_RESIDUAL:
+        h += tl.load(R + rows[:, None] * stride_r + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        h = h.to(H.dtype.element_ty)  # the backward re-reads the stored h: normalise exactly that
+        tl.store(H + rows[:, None] * stride_h + cols[None, :], h, mask=mask)
+        h = h.to(tl.float32)
+    mean = tl.sum(h, axis=1) / N
+    centred = tl.where(mask, h - mean[:, None], 0.0)
+    var = tl.sum(centred * centred, axis=1) / N
+    rstd = 1.0 / tl.sqrt(var + eps)
+    y = centred * rstd[:, None]
+    if HAS_WEIGHT:
+        y = y * tl.load(W + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
+    if HAS_BIAS:
+        y = y + tl.load(B + cols, mask=cols < N, other=0.0).to(tl.float32)[None, :]
+    tl.store(Y + rows[:, None] * stride_y + cols[None, :], y.to(Y.dtype.element_ty), mask=mask)
+    tl.store(Mean + rows, mean, mask=row_mask)
+    tl.store(Rstd + rows, rstd, mask=row_mask)
+
+
+@triton.jit
+def _layer_norm_bwd_blocked_kernel(
+    DY, DH_OUT, H, W, Mean, Rstd, DH, DW_PARTIAL, DB_PARTIAL,
+    stride_dy, stride_dh_out, stride_h, stride_dh,
+    M, N,
+    HAS_DH_OUT: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ROWS_PER_BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # The "blocked" backward: a persistent grid (a few programs per SM). Program p takes row
+    # blocks p, p + P, p + 2P, ... (P programs), each ROWS_PER_BLOCK rows x BLOCK_N columns:
+    #   dh = rstd * (g - xhat * mean(g * xhat) - mean(g)) (+ dh_out),  g = dy * w   (per row)
+    #   dw += dy * xhat,  db += dy                                      (fp32, in registers)
+    # and writes one partial row of dw/db at the end: P x N partials in all, summed afterwards.
+    pid = tl.program_id(0)
+    programs = tl.num_programs(0)
+    cols = tl.arange(0, BLOCK_N)
+    col_mask = cols < N
+    dw = tl.zeros([ROWS_PER_BLOCK, BLOCK_N], dtype=tl.float32)
+    db = tl.zeros([ROWS_PER_BLOCK, BLOCK_N], dtype=tl.float32)
+    num_blocks = tl.cdiv(M, ROWS_PER_BLOCK)
+    for block in range(pid, num_blocks, programs):
+        # block * ROWS_PER_BLOCK <= M + ROWS_PER_BLOCK fits int32; the offsets below are int64.
+        rows = (block * ROWS_PER_BLOCK + tl.arange(0, ROWS_PER_BLOCK)).to(tl.int64)
+        row_mask = rows < M
+        mask = row_mask[:, None] & col_mask[None, :]
+        h = tl.load(H + rows[:, None] * stride_h + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        dy = tl.load(DY + rows[:, None] * stride_dy + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+        mean = tl.load(Mean + rows, mask=row_mask, other=0.0)
+        rstd = tl.load(Rstd + rows, mask=row_mask, other=0.0)
+        # Masked rows and columns: h = dy = rstd = 0, so xhat = g = 0 and they add nothing.
+        xhat = tl.where(mask, (h - mean[:, None]) * rstd[:, None], 0.0)
+        if HAS_WEIGHT:
+            # w re-read per block (an L1 hit) instead of pinned in registers next to dw/db.
+            g = dy * tl.load(W + cols, mask=col_mask, other=0.0).to(tl.float32)[None, :]
+        else:
+            g = dy
+        c1 = tl.sum(g * xhat, axis=1) / N
+        c2 = tl.sum(g, axis=1) / N
+        dh = (g - (xhat * c1[:, None] + c2[:, None])) * rstd[:, None]
+        if HAS_DH_OUT:
+            dh += tl.load(DH_OUT + rows[:, None] * stride_dh_out + cols[None, :], mask=mask,
+                          other=0.0).to(tl.float32)
+        tl.store(DH + rows[:, None] * stride_dh + cols[None, :], dh.to(DH.dtype.element_ty), mask=mask)
+        if HAS_WEIGHT:
+            dw += dy * xhat
+        if HAS_BIAS:
+            db += dy
+    if HAS_WEIGHT:
+        tl.store(DW_PARTIAL + pid.to(tl.int64) * N + cols, tl.sum(dw, axis=0), mask=col_mask)
+    if HAS_BIAS:
+        tl.store(DB_PARTIAL + pid.to(tl.int64) * N + cols, tl.sum(db, axis=0), mask=col_mask)
+
+
 # Up to this width the backward is one kernel: the whole row plus fp32 dw/db accumulators sit in
 # registers. Beyond it that spills on sm_90 (8192: 8-16 B, 16384: 200+ B per thread, measured with
 # tests/compile_gate.py), so wide rows use two kernels: dh in column tiles, then dw/db by columns.
@@ -208,6 +309,56 @@ def backward_programs(m: int, n: int, device: torch.device) -> int:
         warps = launch_config(n)[1] if n <= FUSED_BWD_MAX_WIDTH else DWDB_NUM_WARPS
         return max(1, min(m, sms * max(2, 32 // warps)))
     return max(1, min(m, 4))  # Triton's CPU interpreter: few programs, long row loops
+
+
+VARIANTS = ("rows", "blocked")
+# The blocked kernels hold ROWS_PER_BLOCK x BLOCK_N elements per tensor: about TILE of them
+# (at most BLOCKED_MAX_ROWS rows), PER_THREAD per thread (so num_warps = TILE / (32 PER_THREAD),
+# 1..16). The backward keeps ~7 such tensors live (h, dy, xhat, g, dh_out, the dw/db
+# accumulators), so it takes half the forward's per thread: 16 there spills on sm_90 (N=768, bf16).
+BLOCKED_MAX_ROWS = 16
+BLOCKED_TILE = {"FWD": (4096, 16), "BWD": (2048, 8)}  # kind -> (TILE, PER_THREAD)
+# Widest row the blocked backward takes (dw/db in the same pass as dh, whole row in registers;
+# wider rows fall back to the "rows" path). Set by the compile gate: no spills on sm_80/sm_90.
+BLOCKED_BWD_MAX_WIDTH = 8192
+# Persistent grid of the blocked backward: about this many warps per SM (programs = SMs x this /
+# num_warps): as many as the ~70-125 registers per thread let stay resident at once.
+BLOCKED_BWD_WARPS_PER_SM = 24
+# Without CUDA (Triton's CPU interpreter) a fixed, small grid: long loops over the row blocks.
+BLOCKED_BWD_PROGRAMS_NO_CUDA = 4
+
+
+def variant(kind: str) -> str:
+    """The variant of the forward ("FWD") or backward ("BWD") kernel that KERNELS_LAYERNORM_<kind>
+    selects: "rows" (the default) or "blocked"."""
+    name = f"KERNELS_LAYERNORM_{kind}"
+    value = os.environ.get(name, "rows").strip().lower() or "rows"
+    if value not in VARIANTS:
+        raise ValueError(f"{name}={value!r} is not a LayerNorm variant; use one of {', '.join(VARIANTS)}")
+    return value
+
+
+def blocked_config(n: int, kind: str = "FWD") -> tuple[int, int, int]:
+    """(BLOCK_N, ROWS_PER_BLOCK, num_warps) of the blocked forward (kind "FWD") or backward
+    ("BWD") for rows of width n (see BLOCKED_TILE)."""
+    tile, per_thread = BLOCKED_TILE[kind]
+    block_n = triton.next_power_of_2(n)
+    rows = min(max(tile // block_n, 1), BLOCKED_MAX_ROWS)
+    num_warps = min(max(rows * block_n // (32 * per_thread), 1), 16)
+    return block_n, rows, num_warps
+
+
+def blocked_backward_programs(m: int, n: int, device: torch.device) -> int:
+    """Programs of the blocked backward's persistent grid: a few per SM (each writes one row of
+    dw/db partials), never more than there are row blocks."""
+    _, rows, num_warps = blocked_config(n, "BWD")
+    blocks = triton.cdiv(max(m, 1), rows)
+    if device.type == "cuda":
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        programs = sms * max(1, BLOCKED_BWD_WARPS_PER_SM // num_warps)
+    else:
+        programs = BLOCKED_BWD_PROGRAMS_NO_CUDA
+    return max(1, min(blocks, programs))
 
 
 def _rows(t: torch.Tensor, n: int) -> torch.Tensor:
@@ -245,7 +396,17 @@ def layer_norm_forward(x: torch.Tensor, residual: torch.Tensor | None, weight: t
     w = weight if weight is not None else x2  # placeholder pointer, never read
     b = bias if bias is not None else x2
     y2 = y.view(m, n)
-    if m > 0:
+    if m > 0 and variant("FWD") == "blocked" and blocked_config(n)[1] > 1:
+        # (A one-row block is the row kernel itself: it takes widths past TILE / 2.)
+        block_n, rows, num_warps = blocked_config(n)
+        _layer_norm_fwd_blocked_kernel[(triton.cdiv(m, rows),)](
+            x2, r2, w, b, y2, h2, mean, rstd,
+            x2.stride(0), r2.stride(0), y2.stride(0), h2.stride(0),
+            m, n, eps,
+            HAS_RESIDUAL=has_res, HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None,
+            ROWS_PER_BLOCK=rows, BLOCK_N=block_n, num_warps=num_warps,
+        )
+    elif m > 0:
         _layer_norm_fwd_kernel[(m,)](
             x2, r2, w, b, y2, h2, mean, rstd,
             x2.stride(0), r2.stride(0), y2.stride(0), h2.stride(0),
@@ -278,7 +439,8 @@ def layer_norm_backward(dy: torch.Tensor, dh_out: torch.Tensor | None, h: torch.
     dh_out2 = _rows(dh_out, n) if has_dh_out else dy2
     dh = torch.empty(h.shape, dtype=h.dtype, device=h.device)
     dh2 = dh.view(m, n)
-    programs = backward_programs(m, n, h.device)
+    blocked = variant("BWD") == "blocked" and n <= BLOCKED_BWD_MAX_WIDTH
+    programs = (blocked_backward_programs if blocked else backward_programs)(m, n, h.device)
     rows_per_program = triton.cdiv(max(m, 1), programs)
     has_w = weight is not None
     dw_partial = (torch.empty((programs, n), dtype=torch.float32, device=h.device) if has_w
@@ -288,7 +450,16 @@ def layer_norm_backward(dy: torch.Tensor, dh_out: torch.Tensor | None, h: torch.
     # Placeholder pointers for absent buffers, never touched (the HAS_* flags are constexpr).
     dw_ptr = dw_partial if has_w else mean
     db_ptr = db_partial if has_bias else mean
-    if m > 0 and n <= FUSED_BWD_MAX_WIDTH:
+    if m > 0 and blocked:
+        block_n, rows, num_warps = blocked_config(n, "BWD")
+        _layer_norm_bwd_blocked_kernel[(programs,)](
+            dy2, dh_out2, h2, weight if has_w else h2, mean, rstd, dh2, dw_ptr, db_ptr,
+            dy2.stride(0), dh_out2.stride(0), h2.stride(0), dh2.stride(0),
+            m, n,
+            HAS_DH_OUT=has_dh_out, HAS_WEIGHT=has_w, HAS_BIAS=has_bias,
+            ROWS_PER_BLOCK=rows, BLOCK_N=block_n, num_warps=num_warps,
+        )
+    elif m > 0 and n <= FUSED_BWD_MAX_WIDTH:
         block_n, num_warps = launch_config(n)
         _layer_norm_bwd_kernel[(programs,)](
             dy2, dh_out2, h2, weight if has_w else h2, mean, rstd, dh2, dw_ptr, db_ptr,

@@ -57,6 +57,7 @@ DIGITS = frozenset("0123456789")
 OP_CHARS = frozenset("<>=!")
 SINGLE_PUNCT = frozenset("(),*+-/")
 SPACES = frozenset(" ")  # one space between lexemes (no tabs, newlines, comments or runs of spaces)
+MAX_TABLES = 5  # tables in one FROM (Spider train joins at most 5; more is a runaway cross join)
 MAX_DEPTH = 4  # nested parentheses (conditions, subqueries, IN lists): a decode must be able to close them
 
 
@@ -265,6 +266,7 @@ class _Scope:
     pending: list = field(default_factory=list)   # [(qualifier or None, column)] named before FROM
     in_from: bool = False
     aggregates: bool = False  # an aggregate in the SELECT list or a GROUP BY
+    width: int | None = None  # result columns (None: unknown, a * was selected)
 
     def binding(self, name):
         for b, t in self.bindings:
@@ -278,6 +280,7 @@ class _Parser:
         self.index, self.values, self.lex, self.i = index, values, lexemes, 0
         self.exp = Expected()
         self.depth = 0
+        self.no_numbers = False  # set for the first primary of an ORDER BY / GROUP BY term
 
     # token helpers -------------------------------------------------------------------------------------
     def eof(self) -> bool:
@@ -328,14 +331,17 @@ class _Parser:
 
     def query(self, parent, single=False):
         """single: a subquery used as a value (one result column)."""
-        scope = self.select_core(parent, single)
+        scope = self.select_core(parent, 1 if single else None)
         compound = False
-        while self.accept_word(*SET_OPS):
-            scope = self.select_core(parent, single)
+        # the parts of a compound select have as many result columns as the first (not known after a *)
+        while scope.width and self.accept_word(*SET_OPS):
+            scope = self.select_core(parent, scope.width)
             compound = True
-        if self.accept_word("order"):
+        # after a compound, SQLite wants ORDER BY terms that name result columns: not offered
+        if not compound and self.accept_word("order"):
             self.expect_word("by")
             while True:  # aggregates only where the query aggregates (SQLite: "misuse of aggregate")
+                self.positional_guard()
                 self.expr(scope, agg=scope.aggregates and not compound)
                 self.accept_word("asc", "desc")
                 if not self.accept_punct(","):
@@ -343,15 +349,24 @@ class _Parser:
         if self.accept_word("limit"):
             self.number(NumSpec(None, small_ints=True))
 
-    def select_core(self, parent, single=False) -> _Scope:
+    def select_core(self, parent, width=None) -> _Scope:
+        """width: the number of result columns it must have (None: any)."""
         self.expect_word("select")
         scope = _Scope(parent)
         self.accept_word("distinct")
+        items, star = 0, False
         while True:
-            if single or not self.accept_punct("*"):
+            if width is None and self.accept_punct("*"):
+                star = True
+            else:
                 self.expr(scope, agg=True, star_ok=True)
-            if single or not self.accept_punct(","):
+            items += 1
+            if width is not None and items < width:
+                self.expect_punct(",")
+                continue
+            if width is not None or not self.accept_punct(","):
                 break
+        scope.width = None if star else items
         self.expect_word("from")
         self.from_clause(scope)
         if self.accept_word("where"):
@@ -360,6 +375,7 @@ class _Parser:
             scope.aggregates = True
             self.expect_word("by")
             while True:
+                self.positional_guard()
                 self.expr(scope, agg=False)
                 if not self.accept_punct(","):
                     break
@@ -372,7 +388,8 @@ class _Parser:
         self.table_ref(scope)
         while True:
             # another table only when one can join without making a SELECT-list column ambiguous
-            can_join = any(self.table_allowed(scope, t) for t in self.index.tables)
+            can_join = (len(scope.bindings) < MAX_TABLES or not self.pending_resolved(scope)) and any(
+                self.table_allowed(scope, t) for t in self.index.tables)
             joined = can_join and (self.accept_word("join") or self.accept_punct(","))
             if not joined:
                 if self.eof():  # FROM may end here only if the SELECT list's columns resolve now
@@ -587,6 +604,7 @@ class _Parser:
         return self.primary(scope, agg, hint, like)
 
     def primary(self, scope, agg, hint, like):
+        no_numbers, self.no_numbers = self.no_numbers, False
         if self.eof():
             self.exp.puncts.add("-")
             if self.depth < MAX_DEPTH:
@@ -595,7 +613,8 @@ class _Parser:
                 self.exp.words.update(AGGREGATES)
             self.exp.words.update(self.column_words(scope))
             self.exp.strings.append(StrSpec(hint, like))
-            self.exp.numbers.append(NumSpec(hint, small_ints=hint is None))
+            if not no_numbers:
+                self.exp.numbers.append(NumSpec(hint, small_ints=hint is None))
             raise _EndOfInput
         kind, text = self.peek()
         is_call = self.i + 1 >= len(self.lex) or self.lex[self.i + 1] == ("p", "(")
@@ -640,6 +659,12 @@ class _Parser:
             self.i += 1
             return self.column_ref(scope, text)
         raise _Reject
+
+    def positional_guard(self):
+        """ORDER BY / GROUP BY 2 means "the second result column": no bare number may start such a term."""
+        if not self.eof() and self.peek()[0] == "n":
+            raise _Reject
+        self.no_numbers = True
 
     def number(self, spec: NumSpec):
         if self.eof():
@@ -885,7 +910,8 @@ class SQLPrefixChecker:
         if opts.strings:
             words = dict.fromkeys(re.findall(r"[a-z0-9]+", self.values.question))
             cands += ["'" + w + "'" for w in words]
-        cands += [p for p in ("*", ",") if p in opts.puncts] + [w for w in ("and", "select", "in") if w in opts.words]
+        cands += [w for w in ("and", "join") if w in opts.words] + [p for p in ("*", ",") if p in opts.puncts]
+        cands += [w for w in ("select", "in") if w in opts.words]
         for c in cands:
             piece = ("" if c[0] in ")*," else lead) + c
             if self._ok(st, piece, delimit=c[0].isalnum()):
@@ -975,7 +1001,7 @@ class SQLConstraint:
     share a prefix share the work."""
 
     def __init__(self, tokenizer, schema: Schema, question: str = "", db_path: str | Path | None = None,
-                 end_id: int | None = None, max_tokens: int | None = None, end_margin: int = 8):
+                 end_id: int | None = None, max_tokens: int | None = None, end_margin: int = 24):
         from text2sql.prompt import SQL_END_TOKEN, special_token_ids
 
         self.tokenizer = tokenizer

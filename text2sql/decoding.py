@@ -82,6 +82,17 @@ def choose_by_execution(candidates: list[str], db_path, timeout_s: float = DEFAU
 
 
 @torch.no_grad()
+def equal_length_batches(prompts: list[list[int]], batch_size: int):
+    """(length, indices) of batches of at most batch_size prompts of one length, shortest first: the model
+    has no padding mask, so a batch must share one length."""
+    by_length = defaultdict(list)
+    for i, p in enumerate(prompts):
+        by_length[len(p)].append(i)
+    for length, indices in sorted(by_length.items()):
+        for start in range(0, len(indices), batch_size):
+            yield length, indices[start:start + batch_size]
+
+
 def decode_sql_batch(model, tokenizer, prompts: list[list[int]], contexts: list[SQLContext] | None = None,
                      mode: str = DEFAULT_DECODE, max_new_tokens: int = 128, beam_width: int = DEFAULT_BEAM_WIDTH,
                      batch_size: int = 32, temperature: float = 0.0, seed: int = 0,
@@ -100,32 +111,27 @@ def decode_sql_batch(model, tokenizer, prompts: list[list[int]], contexts: list[
     generator = torch.Generator(device=device).manual_seed(seed)
     beams = mode in ("beam", "beam+exec")
     per_batch = max(1, batch_size // beam_width) if beams else batch_size
-    by_length = defaultdict(list)
-    for i, p in enumerate(prompts):
-        by_length[len(p)].append(i)
     out: list[str] = [""] * len(prompts)
-    for length, indices in sorted(by_length.items()):
-        for start in range(0, len(indices), per_batch):
-            chunk = indices[start:start + per_batch]
-            steps = min(max_new_tokens, block - length)
-            if steps > 0:
-                constraint = PerRowConstraint([make_constraint(tokenizer, contexts[i], steps) for i in chunk]) \
-                    if constrained else None
-                batch = [prompts[i] for i in chunk]
-                if beams:
-                    results = beam_search(model, batch, beam_width, steps, stop_ids, n_vocab=n_vocab,
-                                          constraint=constraint)
-                    for i, hyps in zip(chunk, results):
-                        sqls = [decode_sql(tokenizer, h.ids) for h in hyps]
-                        if mode == "beam+exec" and contexts[i].db_path:
-                            out[i] = choose_by_execution(sqls, contexts[i].db_path, timeout_s)
-                        else:
-                            out[i] = sqls[0] if sqls else ""
-                else:
-                    rows = decode_batch(model, batch, steps, temperature, stop_ids, generator, n_vocab=n_vocab,
-                                        constraint=constraint)
-                    for i, ids in zip(chunk, rows):
-                        out[i] = decode_sql(tokenizer, ids)
-            if on_done is not None:
-                on_done(len(chunk))
+    for length, chunk in equal_length_batches(prompts, per_batch):
+        steps = min(max_new_tokens, block - length)
+        if steps > 0:
+            constraint = PerRowConstraint([make_constraint(tokenizer, contexts[i], steps) for i in chunk]) \
+                if constrained else None
+            batch = [prompts[i] for i in chunk]
+            if beams:
+                results = beam_search(model, batch, beam_width, steps, stop_ids, n_vocab=n_vocab,
+                                      constraint=constraint)
+                for i, hyps in zip(chunk, results):
+                    sqls = [decode_sql(tokenizer, h.ids) for h in hyps]
+                    if mode == "beam+exec" and contexts[i].db_path:
+                        out[i] = choose_by_execution(sqls, contexts[i].db_path, timeout_s)
+                    else:
+                        out[i] = sqls[0] if sqls else ""
+            else:
+                rows = decode_batch(model, batch, steps, temperature, stop_ids, generator, n_vocab=n_vocab,
+                                    constraint=constraint)
+                for i, ids in zip(chunk, rows):
+                    out[i] = decode_sql(tokenizer, ids)
+        if on_done is not None:
+            on_done(len(chunk))
     return out

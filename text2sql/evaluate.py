@@ -21,14 +21,13 @@ import argparse
 import json
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
 
 from gpt.device import DEVICE_CHOICES, pick_device
 from text2sql.decoding import (DECODE_MODES, DEFAULT_BEAM_WIDTH, DEFAULT_DECODE, check_mode, decode_sql_batch,
-                               sql_context)
+                               equal_length_batches, sql_context)
 from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS, decode_sql, fit_and_encode_prompt, special_token_ids
 from text2sql.baseline import LookupBaseline
 from text2sql.schema import Schema
@@ -51,25 +50,20 @@ def generate_sql_batch(model, tokenizer, prompts: list[list[int]], max_new_token
     generator = torch.Generator(device=device).manual_seed(seed)
     # ids past the tokenizer's vocabulary (the embedding's padding) are never produced
     padding = {"n_vocab": tokenizer.n_vocab} if getattr(model.config, "vocab_size", 0) > tokenizer.n_vocab else {}
-    by_length = defaultdict(list)
-    for i, p in enumerate(prompts):
-        by_length[len(p)].append(i)
     out: list[str] = [""] * len(prompts)
-    for length, indices in sorted(by_length.items()):
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start:start + batch_size]
-            idx = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
-            steps = min(max_new_tokens, block - length)
-            rows = [[] for _ in chunk]
-            if steps > 0:
-                for tok in model.generate(idx, steps, temperature=temperature, stop_ids=stop_ids,
-                                          generator=generator, **padding):
-                    for r, t in enumerate(tok[:, 0].tolist()):
-                        rows[r].append(t)
-            for i, ids in zip(chunk, rows):
-                out[i] = decode_sql(tokenizer, ids)
-            if on_done is not None:
-                on_done(len(chunk))
+    for length, chunk in equal_length_batches(prompts, batch_size):
+        idx = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
+        steps = min(max_new_tokens, block - length)
+        rows = [[] for _ in chunk]
+        if steps > 0:
+            for tok in model.generate(idx, steps, temperature=temperature, stop_ids=stop_ids,
+                                      generator=generator, **padding):
+                for r, t in enumerate(tok[:, 0].tolist()):
+                    rows[r].append(t)
+        for i, ids in zip(chunk, rows):
+            out[i] = decode_sql(tokenizer, ids)
+        if on_done is not None:
+            on_done(len(chunk))
     return out
 
 

@@ -89,9 +89,11 @@ class _ColumnValues:
 class ValueSource:
     """The literals a query may contain: spans of the question, and (with a database) column values."""
 
-    def __init__(self, question: str, db_path: str | Path | None = None):
+    def __init__(self, question: str, db_path: str | Path | None = None, real_names=None):
         self.question = question.lower()
         self.db_path = Path(db_path) if db_path else None
+        # (table, column) as the schema names them -> as the database does (schema tags: tab1.col3 -> real)
+        self.real_names = real_names
         self.numbers = frozenset(_NUMBER_IN_TEXT.findall(question))
         self._columns: dict[tuple[str, str], _ColumnValues | None] = {}
 
@@ -99,7 +101,7 @@ class ValueSource:
         if col is None or self.db_path is None:
             return None
         if col not in self._columns:
-            self._columns[col] = self._read(*col)
+            self._columns[col] = self._read(*(self.real_names(*col) if self.real_names else col))
         return self._columns[col]
 
     def _read(self, table: str, column: str) -> _ColumnValues | None:
@@ -719,9 +721,9 @@ class SQLPrefixChecker:
     A state is a hashable tuple (lexeme prefix id, lexer mode, partial lexeme); `feed` returns the next
     state or None. `check(text)` and `accepts(text)` are the whole-string conveniences (tests use them)."""
 
-    def __init__(self, schema: Schema, question: str = "", db_path: str | Path | None = None):
+    def __init__(self, schema: Schema, question: str = "", db_path: str | Path | None = None, real_names=None):
         self.index = SchemaIndex(schema)
-        self.values = ValueSource(question, db_path)
+        self.values = ValueSource(question, db_path, real_names)
         self._lexemes: list[tuple] = [()]
         self._child: dict[tuple, int] = {}
         self._options: dict[int, Options | None] = {}
@@ -1001,12 +1003,12 @@ class SQLConstraint:
     share a prefix share the work."""
 
     def __init__(self, tokenizer, schema: Schema, question: str = "", db_path: str | Path | None = None,
-                 end_id: int | None = None, max_tokens: int | None = None, end_margin: int = 24):
+                 end_id: int | None = None, max_tokens: int | None = None, end_margin: int = 24, real_names=None):
         from text2sql.prompt import SQL_END_TOKEN, special_token_ids
 
         self.tokenizer = tokenizer
         self.trie = TokenTrie.for_tokenizer(tokenizer)
-        self.checker = SQLPrefixChecker(schema, question, db_path)
+        self.checker = SQLPrefixChecker(schema, question, db_path, real_names)
         self.end_id = special_token_ids(tokenizer)[SQL_END_TOKEN] if end_id is None else end_id
         self._states: dict[tuple, tuple | None] = {(): self.checker.start}
         self._allowed: dict[tuple, list[int]] = {}

@@ -37,17 +37,16 @@ def machine() -> dict:
 @torch.no_grad()
 def token_costs(model, tok, examples, block_size, max_sql, width: int, n_examples: int) -> dict:
     from gpt.model import KVCache
-    from text2sql.decoding import sql_context
-    from text2sql.prompt import fit_and_encode_prompt, normalize_sql_text
-    from text2sql.sql_constraint import SQLConstraint
+    from text2sql.decoding import make_constraint, sql_context
+    from text2sql.prompt import fit_and_encode_prompt, prompt_sql
 
     full, lazy, fwd1, fwdk = [], [], [], []
     allowed_sizes = []
     for e in examples[:n_examples]:
         ctx = sql_context(e)
-        gold = tok.encode_ordinary(normalize_sql_text(e.sql))
-        con = SQLConstraint(tok, ctx.schema, ctx.question, ctx.db_path)
-        con_lazy = SQLConstraint(tok, ctx.schema, ctx.question, ctx.db_path)
+        gold = tok.encode_ordinary(prompt_sql(ctx.schema, e.sql))  # over the schema's tags, as the model writes it
+        con = make_constraint(tok, ctx)
+        con_lazy = make_constraint(tok, ctx)
         for i in range(len(gold) + 1):
             t0 = time.perf_counter()
             ids = con.allowed_ids(gold[:i])

@@ -2,11 +2,12 @@
 import pytest
 
 from text2sql.prompt import (QUESTION_TOKEN, SCHEMA_TOKEN, SPECIAL_TOKENS, SQL_END_TOKEN, SQL_TOKEN, decode_sql,
-                             encode_example, encode_prompt, fit_and_encode_prompt, fit_schema, normalize_sql_text,
+                             encode_example, fit_and_encode_prompt, fit_schema, normalize_sql_text,
                              special_token_ids)
 from text2sql.linking import link
 from text2sql.prompt import linked_schema
 from text2sql.schema import Column, Schema, Table, compact_type
+from text2sql.schema_tags import schema_tags
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +45,42 @@ def test_fit_schema_rule():
     q = "How many concerts were there in each year?"
     linked, marked, relevance = linked_schema(s, q)
     assert relevance == {"concert": 3, "singer": 1, "stadium": 0}  # named / its foreign-key neighbour / neither
-    full, untyped = linked.to_text(True, marked), linked.to_text(False, marked)
-    assert full.startswith("concert*: id int pk, year* real, singer_id int fk singer.id | singer: ")
+    tags = schema_tags(s)  # tags follow the schema's own order; the text puts linked tables first
+    full, untyped = tags.schema_text(linked.tables, True), tags.schema_text(linked.tables, False)
+    assert full == ("tab2 concert: col1 id int pk, col4 year real, col5 singer id int fk tab1 | "
+                    "tab1 singer: col1 id int pk, col2 name text, col3 country text | "
+                    "tab3 stadium: col1 id int pk, col6 capacity int")
     assert fit_schema(s, q, len(full)) == full                    # 1. fits as it is
     assert fit_schema(s, q, len(full) - 1) == untyped             # 2. types dropped first
     # 3. tables dropped: stadium (unrelated) goes first; singer (a neighbour of the named concert) stays
     cut = fit_schema(s, q, len(untyped) - 1)
-    assert "stadium" not in cut and "concert*" in cut and "singer:" in cut
-    cut = fit_schema(s, q, len("concert*: id pk, year*, singer_id fk singer.id") + 2)
-    assert cut == "concert*: id pk, year*, singer_id fk singer.id"
+    assert "stadium" not in cut and "tab2 concert:" in cut and "tab1 singer:" in cut
+    only = "tab2 concert: col1 id pk, col4 year, col5 singer id fk tab1"
+    assert fit_schema(s, q, len(only) + 2) == only
     # a question naming the stadium keeps it first
-    assert fit_schema(s, "What is the capacity of each stadium?", 30).startswith("stadium*: id pk, capacity*")
+    assert fit_schema(s, "What is the capacity of each stadium?", 40).startswith("tab3 stadium: col1 id pk, col6 capacity")
     # 4. a single table that is still too long is cut at the budget
-    assert fit_schema(s, q, 10) == "concert*: "
+    assert fit_schema(s, q, 10) == "tab2 conce"
     assert fit_schema(s, q, 0) == ""
+
+
+def test_schema_tags_round_trip_and_annotation():
+    s = schema()
+    tags = schema_tags(s)
+    gold = ("SELECT T1.name, count(*) FROM singer AS T1 JOIN concert AS T2 ON T1.id = T2.singer_id "
+            "WHERE T2.year > 2000 AND T1.country = 'singer name' GROUP BY T1.name ORDER BY \"capacity\"")
+    tagged = tags.to_tags(gold)
+    assert tagged == ("SELECT T1.col2, count(*) FROM tab1 AS T1 JOIN tab2 AS T2 ON T1.col1 = T2.col5 "
+                      "WHERE T2.col4 > 2000 AND T1.col3 = 'singer name' GROUP BY T1.col2 ORDER BY col6")
+    assert tags.from_tags(tagged) == gold.replace('\"capacity\"', "capacity")  # literals and aliases untouched
+    assert tags.tagged.tables[1].columns[2].references == ("tab1", "col1")
+    assert tags.annotate("Which singers have a concert in 1999?") == "Which singers (tab1) have a concert (tab2) in 1999?"
+    # a name that needs quoting, or is a keyword, is quoted when it comes back
+    odd = Schema([Table("order", [Column("home town", "text"), Column("count", "int")])])
+    t = schema_tags(odd)
+    assert t.to_tags('SELECT "home town", count(*) FROM "order"') == "SELECT col1, count(*) FROM tab1"
+    assert t.to_tags("SELECT count FROM tab1") == "SELECT col2 FROM tab1"  # a column, not the function
+    assert t.from_tags("SELECT col1, col2 FROM tab1") == 'SELECT "home town", "count" FROM "order"'
 
 
 def test_linking_reads_names_in_every_style():
@@ -87,9 +110,10 @@ def test_the_cut_keeps_every_table_the_gold_sql_needs_when_that_fits(tmp_path):
         words = set(re.findall(r"\w+", e.sql))
         needed = [t for t in e.schema.tables if t.name in words]
         linked, marked, _ = linked_schema(e.schema, e.question)
-        budget = len(Schema([t for t in linked.tables if t in needed]).to_text(False, marked))
+        tags = schema_tags(e.schema)
+        budget = len(tags.schema_text([t for t in linked.tables if t in needed], False))
         cut = fit_schema(e.schema, e.question, budget)
-        kept = {m for m in re.findall(r"(?:^|\| )(\w+)\*?:", cut)}
+        kept = {tags.name_of[m] for m in re.findall(r"(?:^|\| )(tab\d+) ", cut)}
         assert {t.name for t in needed} <= kept, (e.question, e.sql, cut)
         checked += 1
     assert checked > 100
@@ -108,14 +132,16 @@ def test_user_text_never_becomes_a_control_token(tok):
 def test_loss_mask_covers_exactly_the_sql_and_end(tok):
     sp = special_token_ids(tok)
     sql = "SELECT COUNT(*) FROM singer"
-    ids, mask = encode_example(tok, schema().to_text(), "How many singers are there?", sql + " ;\n")
+    ids, mask = encode_example(tok, schema(), "How many singers are there?", sql + " ;\n")
     assert len(ids) == len(mask) and set(mask) == {0, 1}
     first = mask.index(1)
     assert ids[first - 1] == sp[SQL_TOKEN]                  # everything up to <|sql|> is context
     assert all(m == 0 for m in mask[:first]) and all(m == 1 for m in mask[first:])
-    assert tok.decode([i for i, m in zip(ids, mask) if m]) == sql + SQL_END_TOKEN
+    assert tok.decode([i for i, m in zip(ids, mask) if m]) == "SELECT COUNT(*) FROM tab1" + SQL_END_TOKEN
+    assert decode_sql(tok, [i for i, m in zip(ids, mask) if m], schema()) == sql  # tags back to names
     # the prompt alone is the masked-out prefix: what inference feeds the model
-    assert encode_prompt(tok, schema().to_text(), "How many singers are there?") == ids[:first]
+    assert fit_and_encode_prompt(tok, schema(), "How many singers are there?", 1024) == ids[:first]
+    assert tok.decode(ids[:first]).endswith("How many singers (tab1) are there?" + SQL_TOKEN)
 
 
 def test_fit_and_encode_prompt_respects_the_budget(tok):
@@ -146,3 +172,13 @@ def test_missing_special_tokens_is_a_clear_error():
 
 def test_normalize_sql_text():
     assert normalize_sql_text("  SELECT a\n  FROM t ;  ") == "SELECT a FROM t"
+
+
+def test_a_checkpoint_of_another_prompt_format_is_refused():
+    from text2sql.prompt import PROMPT_VERSION, check_prompt_version
+
+    check_prompt_version({"task": "text2sql", "prompt_version": PROMPT_VERSION})
+    check_prompt_version({})  # not trained on text-to-SQL data: nothing to check
+    for old in ({"task": "text2sql"}, {"task": "text2sql", "prompt_version": PROMPT_VERSION - 1}):
+        with pytest.raises(ValueError, match="prepare the data again and retrain"):
+            check_prompt_version(old)

@@ -278,7 +278,7 @@ def test_prepare_sqltext_unlabeled_corpus(tmp_path, spider_dir):
     assert int((ids == tok.special_tokens[SQL_TOKEN]).sum()) == 0  # the literal text stayed text
     assert all(s["mask"] is None for split in meta["splits"].values() for s in split)  # every token learned
     text = tok.decode(np.load(out / meta["splits"]["train"][0]["tokens"]).tolist())
-    assert "singer: id int pk" in text and "SELECT COUNT(*) FROM singer" in text  # schemas + gold SQL
+    assert "singer: col1 id int pk" in text and "SELECT COUNT(*) FROM tab1" in text  # schemas + gold SQL, over tags
     assert meta["splits"]["val"][0]["n_tokens"] > 0
 
 

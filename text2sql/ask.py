@@ -19,7 +19,8 @@ import torch
 from gpt.device import DEVICE_CHOICES, pick_device
 from gpt.generate import generate_ids
 from text2sql.decoding import DECODE_MODES, DEFAULT_BEAM_WIDTH, DEFAULT_DECODE, SQLContext, decode_sql_batch
-from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS, decode_sql, fit_and_encode_prompt, special_token_ids
+from text2sql.prompt import (DEFAULT_MAX_SQL_TOKENS, check_prompt_version, decode_sql, fit_and_encode_prompt,
+                             special_token_ids)
 from text2sql.schema import read_schema
 from text2sql.sql_exec import DEFAULT_TIMEOUT_S, execute_sql, format_rows
 from train.checkpoint import load_for_inference
@@ -61,6 +62,7 @@ def main(argv=None) -> int:
             raise ValueError(f"{args.db} has no tables")
         model, tok, state, ckpt_path = load_for_inference(args.checkpoint, pick_device(args.device), args.tokenizer)
         stop_ids = set(special_token_ids(tok).values())  # the SQL ends at <|end|> (or any control token)
+        check_prompt_version(state.get("data_meta", {}))
         max_sql = int(state.get("data_meta", {}).get("max_sql_tokens", DEFAULT_MAX_SQL_TOKENS))
         prompt_ids = fit_and_encode_prompt(tok, schema, question, model.config.block_size, max_sql)
     except (ValueError, OSError) as e:
@@ -70,7 +72,7 @@ def main(argv=None) -> int:
     if args.decode == "greedy":
         ids = generate_ids(model, prompt_ids, steps, args.temperature, stop_ids=stop_ids, seed=args.seed,
                            n_vocab=tok.n_vocab)
-        sql = decode_sql(tok, ids)
+        sql = decode_sql(tok, ids, schema)
     else:
         sql = decode_sql_batch(model, tok, [prompt_ids], [SQLContext(schema, question, args.db)], args.decode,
                                steps, args.beam_width, temperature=args.temperature, seed=args.seed,

@@ -24,6 +24,7 @@ import torch
 from gpt.generate import PerRowConstraint, beam_search, decode_batch
 from text2sql.prompt import decode_sql, special_token_ids
 from text2sql.schema import Schema
+from text2sql.schema_tags import schema_tags
 from text2sql.sql_constraint import SQLConstraint
 from text2sql.sql_exec import DEFAULT_TIMEOUT_S, execute_sql
 
@@ -59,7 +60,11 @@ def check_mode(mode: str) -> str:
 
 
 def make_constraint(tokenizer, context: SQLContext, max_tokens: int | None = None) -> SQLConstraint:
-    return SQLConstraint(tokenizer, context.schema, context.question, context.db_path, max_tokens=max_tokens)
+    """The constraint of one question. The model writes SQL over the schema's tags (text2sql/schema_tags.py),
+    so the constraint checks against the tagged schema and reads column values under the real names."""
+    tags = schema_tags(context.schema)
+    return SQLConstraint(tokenizer, tags.tagged, context.question, context.db_path, max_tokens=max_tokens,
+                         real_names=tags.real_column)
 
 
 def choose_by_execution(candidates: list[str], db_path, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
@@ -122,7 +127,7 @@ def decode_sql_batch(model, tokenizer, prompts: list[list[int]], contexts: list[
                 results = beam_search(model, batch, beam_width, steps, stop_ids, n_vocab=n_vocab,
                                       constraint=constraint)
                 for i, hyps in zip(chunk, results):
-                    sqls = [decode_sql(tokenizer, h.ids) for h in hyps]
+                    sqls = [decode_sql(tokenizer, h.ids, contexts[i].schema) for h in hyps]
                     if mode == "beam+exec" and contexts[i].db_path:
                         out[i] = choose_by_execution(sqls, contexts[i].db_path, timeout_s)
                     else:
@@ -131,7 +136,7 @@ def decode_sql_batch(model, tokenizer, prompts: list[list[int]], contexts: list[
                 rows = decode_batch(model, batch, steps, temperature, stop_ids, generator, n_vocab=n_vocab,
                                     constraint=constraint)
                 for i, ids in zip(chunk, rows):
-                    out[i] = decode_sql(tokenizer, ids)
+                    out[i] = decode_sql(tokenizer, ids, contexts[i].schema if contexts else None)
         if on_done is not None:
             on_done(len(chunk))
     return out

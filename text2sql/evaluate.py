@@ -28,7 +28,8 @@ import torch
 from gpt.device import DEVICE_CHOICES, pick_device
 from text2sql.decoding import (DECODE_MODES, DEFAULT_BEAM_WIDTH, DEFAULT_DECODE, check_mode, decode_sql_batch,
                                equal_length_batches, sql_context)
-from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS, decode_sql, fit_and_encode_prompt, special_token_ids
+from text2sql.prompt import (DEFAULT_MAX_SQL_TOKENS, check_prompt_version, decode_sql, fit_and_encode_prompt,
+                             special_token_ids)
 from text2sql.baseline import LookupBaseline
 from text2sql.schema import Schema
 from train.checkpoint import load_checkpoint, load_for_inference
@@ -61,7 +62,7 @@ def generate_sql_batch(model, tokenizer, prompts: list[list[int]], max_new_token
                 for r, t in enumerate(tok[:, 0].tolist()):
                     rows[r].append(t)
         for i, ids in zip(chunk, rows):
-            out[i] = decode_sql(tokenizer, ids)
+            out[i] = decode_sql(tokenizer, ids, contexts[i].schema if contexts else None)
         if on_done is not None:
             on_done(len(chunk))
     return out
@@ -85,7 +86,7 @@ def evaluate(model, tokenizer, examples, block_size: int, max_sql_tokens: int, m
     t0 = time.perf_counter()
     preds = generate_sql_batch(model, tokenizer, prompts, max_new_tokens, temperature, batch_size,
                                on_done=bar.update if bar else None, decode=check_mode(decode),
-                               contexts=[sql_context(e) for e in runnable] if decode != "greedy" else None,
+                               contexts=[sql_context(e) for e in runnable],
                                beam_width=beam_width)
     decode_seconds = time.perf_counter() - t0
     if bar:
@@ -185,6 +186,7 @@ def evaluate_checkpoint(checkpoint, data_dir, split: str = "test", *, limit: int
     special_token_ids(tok)  # a clear error if the checkpoint's tokenizer lacks the prompt tokens
     # the prompt is cut as in training: the checkpoint's block size and the SQL budget it was trained with
     trained_on = state.get("data_meta", {})
+    check_prompt_version(trained_on)
     max_sql = int(trained_on.get("max_sql_tokens", meta.get("max_sql_tokens", DEFAULT_MAX_SQL_TOKENS)))
     baseline = None
     if with_baseline and (data_dir / "examples" / "train.jsonl").is_file():

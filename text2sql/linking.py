@@ -72,11 +72,13 @@ def match_phrases(words: list[str], phrases: dict, start: int) -> tuple[int, set
     return None
 
 
-def link(schema: Schema, question: str) -> tuple[set[str], set[tuple[str, str]]]:
-    """(linked table names, linked (table, column) pairs) of a question."""
+def link_spans(schema: Schema, question: str) -> list[tuple[int, int, set]]:
+    """[(start, end, {(table, column or None)})]: the character spans of the question that name schema items,
+    longest phrase first, left to right."""
     phrases = schema_phrases(schema)
-    words = QUESTION_WORD.findall(question)
-    tables, columns = set(), set()
+    matches = list(QUESTION_WORD.finditer(question))
+    words = [m.group() for m in matches]
+    spans = []
     i = 0
     while i < len(words):
         found = match_phrases(words, phrases, i)
@@ -84,10 +86,18 @@ def link(schema: Schema, question: str) -> tuple[set[str], set[tuple[str, str]]]
             i += 1
             continue
         n, items = found
+        spans.append((matches[i].start(), matches[i + n - 1].end(), set(items)))
+        i += n
+    return spans
+
+
+def link(schema: Schema, question: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """(linked table names, linked (table, column) pairs) of a question."""
+    tables, columns = set(), set()
+    for _, _, items in link_spans(schema, question):
         for t, c in items:
             if c is None:
                 tables.add(t)
             else:
                 columns.add((t, c))
-        i += n
     return tables, columns

@@ -14,8 +14,7 @@ import random
 import sys
 
 from text2sql.prompt import (ENDOFTEXT_TOKEN, QUESTION_TOKEN, SQL_END_TOKEN, SQL_TOKEN, fit_and_encode_prompt,
-                             normalize_sql_text, special_token_ids)
-from text2sql.schema import Schema
+                             prompt_question, prompt_schema_text, prompt_sql, special_token_ids)
 from text2sql.sources import Example
 
 
@@ -55,8 +54,8 @@ class ExampleDocument:
     @property
     def text(self) -> str:
         e = self.examples[0]
-        schema = e.schema.to_text() if isinstance(e.schema, Schema) else e.schema
-        return schema + "\n" + "".join(f"{x.question}\n{normalize_sql_text(x.sql)}\n" for x in self.examples)
+        return prompt_schema_text(e.schema) + "\n" + "".join(
+            f"{prompt_question(x.schema, x.question)}\n{prompt_sql(x.schema, x.sql)}\n" for x in self.examples)
 
     def tokenize(self, tokenizer) -> tuple[list[int], list[int]]:
         sp = special_token_ids(tokenizer)
@@ -71,9 +70,10 @@ class ExampleDocument:
 
         piece_open = False  # a schema of this document is in view in the current window
         for e in self.examples:
-            target = tokenizer.encode_ordinary(normalize_sql_text(e.sql)) + [sp[SQL_END_TOKEN]]
+            target = tokenizer.encode_ordinary(prompt_sql(e.schema, e.sql)) + [sp[SQL_END_TOKEN]]
             if piece_open and packer.room() < block:
-                pair = [sp[QUESTION_TOKEN]] + tokenizer.encode_ordinary(e.question.strip()) + [sp[SQL_TOKEN]]
+                pair = [sp[QUESTION_TOKEN]] + tokenizer.encode_ordinary(prompt_question(e.schema, e.question)) \
+                    + [sp[SQL_TOKEN]]
                 if len(pair) + len(target) <= packer.room():
                     emit(pair + target, [0] * len(pair) + [1] * len(target))
                     continue

@@ -32,8 +32,7 @@ from pathlib import Path
 from data.prepare import Prepared, Source, prepare, register_source
 from data.shards import read_meta
 from text2sql.packing import ExampleDocument, TextDocument, WindowPacker, group_examples
-from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS, SPECIAL_TOKENS, normalize_sql_text
-from text2sql.schema import Schema
+from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS, PROMPT_VERSION, SPECIAL_TOKENS, prompt_schema_text, prompt_sql
 from text2sql.sources import Example, RecordErrors
 
 DEFAULT_BLOCK_SIZE = 256
@@ -90,7 +89,8 @@ def finish(args, splits: dict[str, list[Example]], errors: RecordErrors, source:
                        for g in group_examples(examples, per_group, args.split_seed)]
     # merged into meta.json by data.prepare; the trainer takes block_size from it, and every checkpoint
     # carries it on to text2sql.evaluate and text2sql.ask
-    return Prepared(docs, {"task": "text2sql", "block_size": args.block_size, "max_sql_tokens": args.max_sql_tokens,
+    return Prepared(docs, {"task": "text2sql", "prompt_version": PROMPT_VERSION,
+                           "block_size": args.block_size, "max_sql_tokens": args.max_sql_tokens,
                            "examples": {k: len(v) for k, v in splits.items()}})
 
 
@@ -256,9 +256,9 @@ def _load_sqltext(args):
         for e in splits["train"]:
             by_db.setdefault(e.db_id, []).append(e)
         for db_id, examples in sorted(by_db.items()):
-            schema = examples[0].schema
-            text = (schema.to_text() if isinstance(schema, Schema) else schema) + "\n"
-            text += "".join(normalize_sql_text(e.sql) + "\n" for e in examples)
+            schema = examples[0].schema  # written as the prompt writes it: tags, and SQL over them
+            text = prompt_schema_text(schema) + "\n"
+            text += "".join(prompt_sql(schema, e.sql) + "\n" for e in examples)
             train.append(TextDocument(text))
     if not val and len(train) > 1:
         val.append(train.pop())

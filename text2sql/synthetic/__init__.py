@@ -14,7 +14,8 @@ and a few of ~80 attributes each, named in one of several styles (snake_case, ca
 plural tables, abbreviations); rows are drawn from value pools (vocabulary.py, database.py). The questions
 come from about 25 SQL shapes (SELECT, WHERE with AND/OR, comparisons, LIKE, BETWEEN, IN, ORDER BY,
 LIMIT, DISTINCT, COUNT/AVG/SUM/MIN/MAX, GROUP BY, HAVING, JOIN over foreign keys, nested subqueries,
-UNION/INTERSECT/EXCEPT), each with several English templates and surface forms (questions.py).
+UNION/INTERSECT/EXCEPT), each with 10 or more English wordings composed from phrase parts (verb synonyms,
+word order, terse and polite forms) and typed in several surface forms (questions.py).
 
 The splits measure generalisation, not recall:
   train           databases of the 30 training themes, training attributes, training wordings
@@ -51,7 +52,7 @@ __all__ = ["generate", "main", "SPLITS", "SHAPES", "THEMES", "ATTRIBUTES", "HELD
 
 SPLITS = ("train", "dev", "test_domains", "test_wordings")
 INVENTED_SHARE = 0.4  # of the training databases
-GENERATOR_VERSION = 3  # bumped whenever the same arguments would give different data (prepared data is remade)
+GENERATOR_VERSION = 4  # bumped whenever the same arguments would give different data (prepared data is remade)
 
 
 def split_of(i: int, num_databases: int) -> str:

@@ -8,6 +8,7 @@ with the task's sources registered).
     --source spider      a Spider-format folder (e.g. ../shared/data/spider)
     --source wikisql     a WikiSQL folder (<split>.jsonl + <split>.tables.jsonl)
     --source jsonl       your own JSONL records {question, sql, db | schema}
+    --source sqlite      questions generated over your own SQLite files (--db F.sqlite ...; no labels needed)
     --source hf          a Hugging Face dataset (needs network, or local files with --hf-data-files)
     --source sqltext     unlabeled pretraining text: .txt/.sql files, plus the schemas and SQL of a
                          Spider folder's training databases
@@ -280,6 +281,29 @@ if __name__ != "__main__":
                            special_tokens=tuple(SPECIAL_TOKENS), check=check_packing))
     register_source(Source("sqltext", "unlabeled text and SQL for pretraining (text-to-SQL tokens)", _load_sqltext,
                            _sqltext_args, special_tokens=tuple(SPECIAL_TOKENS)))
+
+
+# ---- --source sqlite: questions generated over your own SQLite databases (text2sql/sources/sqlite.py) ----
+def _load_sqlite(args):
+    from text2sql.sources.sqlite import load_from_args
+
+    errors = RecordErrors()
+    return finish(args, load_from_args(args, errors), errors, "sqlite")
+
+
+def _check_sqlite(args) -> None:
+    from text2sql.sources.sqlite import check
+
+    check_packing(args)
+    check(args)
+
+
+if __name__ != "__main__":
+    from text2sql.sources.sqlite import add_arguments as _sqlite_args
+
+    register_source(Source("sqlite", "questions generated over your own SQLite databases (--db F.sqlite)",
+                           _load_sqlite, _sqlite_args, special_tokens=tuple(SPECIAL_TOKENS), check=_check_sqlite))
+# ---- end of --source sqlite ----
 
 
 def prepare_synthetic(out: str | Path, *, vocab_size: int = 2048, block_size: int = DEFAULT_BLOCK_SIZE,

@@ -55,7 +55,7 @@ PARTS = {
 
 # slots: T/Ts a table's row in the singular/plural, aT with an article; L/Ls its label column; C/Cs a column
 # (plural Cs); N a numeric column; V a value, Vs several; X a number; ow a comparison ("more than");
-# P/Ps/aP/PL/PLs the parent table of a foreign key and its label; fw an aggregate word ("average").
+# aC/aN a column with an article; P/Ps/aP/PL/PLs the parent table of a foreign key and its label; fw an aggregate word ("average").
 WORDINGS: dict[str, list[str]] = {
     "select_one": [
         "<do> the {Cs} of [all|all the|the] {Ts}.",
@@ -76,7 +76,7 @@ WORDINGS: dict[str, list[str]] = {
         "<do> the {Ts} along with their {L} and {C}."],
     "where_eq": [
         "which {Ts} have {C} {V}?",
-        "which {Ts} have [a|the] {C} of {V}?",
+        "which {Ts} have the {C} {V}?",
         "<do> the {Ls} of [the|all] {Ts} whose {C} is {V}.",
         "<do> the {Ts} with {C} {V}.",
         "<do> [all|all the] {Ts} [with|having] {C} {V}.",
@@ -87,14 +87,14 @@ WORDINGS: dict[str, list[str]] = {
         "<do> the {Ls} of {Ts} where the {C} equals {V}."],
     "where_cmp": [
         "which {Ts} have {C} {ow} {X}?",
-        "which {Ts} have a {C} {ow} {X}?",
+        "which {Ts} have {aC} {ow} {X}?",
         "<do> the {Ls} of [the|all] {Ts} with {C} {ow} {X}.",
         "<do> the {Ts} whose {C} is {ow} {X}.",
         "what are the {Ls} of {Ts} whose {C} is {ow} {X}?",
         "[for|among] {Ts} with {C} {ow} {X}, <do> [the|their] {Ls}.",
         "{Ts} with {C} {ow} {X}.",
         "{C} {ow} {X}: <do> the {Ts}.",
-        "<do> each {T} that has a {C} {ow} {X}."],
+        "<do> each {T} that has {aC} {ow} {X}."],
     "where_and_or": [
         "which {Ts} have {C} {V} {conj} {N} {ow} {X}?",
         "<do> the {Ls} of {Ts} whose {C} is {V} {conj} whose {N} is {ow} {X}.",
@@ -102,7 +102,7 @@ WORDINGS: dict[str, list[str]] = {
         "what are the {Ls} of the {Ts} with {C} {V} {conj} with {N} {ow} {X}?",
         "[for|among] {Ts} with {C} {V} {conj} {N} {ow} {X}, <do> [the|their] {Ls}.",
         "{Ts} whose {C} is {V} {conj} whose {N} is {ow} {X}.",
-        "<do> each {T} that has {C} {V} {conj} a {N} {ow} {X}."],
+        "<do> each {T} that has {C} {V} {conj} {aN} {ow} {X}."],
     "like_start": [
         "which {Ts} have {aL} starting with {S}?",
         "<do> the {Ts} whose {L} [begins|starts] with {S}.",
@@ -211,7 +211,7 @@ WORDINGS: dict[str, list[str]] = {
         "what is the number of {Ts} whose {C} is {ow} {X}?",
         "how many {Ts} [are there|exist] with {C} {ow} {X}?",
         "number of {Ts} with {C} {ow} {X}.",
-        "<pol> tally [up|] the {Ts} that have a {C} {ow} {X}."],
+        "<pol> tally [up|] the {Ts} that have {aC} {ow} {X}."],
     "aggregate_where": [
         "what is the {fw} {N} of {Ts} whose {C} is {V}?",
         "<do> the {fw} {N} of the {Ts} with {C} {V}.",
@@ -437,6 +437,9 @@ class QuestionMaker:
         else:
             template = self.pick(templates[:-1] if self.wordings == "train" else templates)
         text = sample_wording(template, self.rng)
+        for name in ("C", "N"):  # {aC}: the column's words with an article
+            if name in slots:
+                slots["a" + name] = with_article(str(slots[name]))
         return (text[:1].upper() + text[1:]).format(**slots)
 
     @staticmethod

@@ -32,6 +32,8 @@ its cut-off (so the gold answer is well defined).
 The modules: vocabulary.py (themes, attributes, value pools, what is held out), database.py (one
 database: composition, naming style, rows, SQLite, tables.json entry), questions.py (the SQL shapes,
 their wordings and surface forms); this file ties them together (`generate`, the command line).
+from_sqlite.py points the same question maker at ANY SQLite database (`questions_for_database`; the
+training source `python -m text2sql.prepare --source sqlite --db F.sqlite`, text2sql/sources/sqlite.py).
 """
 from __future__ import annotations
 
@@ -44,11 +46,12 @@ from pathlib import Path
 
 from text2sql.synthetic.database import BuiltColumn, BuiltTable, build_database, spider_tables_entry, write_sqlite
 from text2sql.synthetic.questions import SHAPES, QuestionMaker, generate_questions
+from text2sql.synthetic.from_sqlite import questions_for_database, read_tables
 from text2sql.synthetic.vocabulary import ATTRIBUTES, HELD_OUT_ATTRIBUTES, HELD_OUT_THEMES, THEMES, themes_for
 
 __all__ = ["generate", "main", "SPLITS", "SHAPES", "THEMES", "ATTRIBUTES", "HELD_OUT_THEMES", "HELD_OUT_ATTRIBUTES",
            "BuiltColumn", "BuiltTable", "build_database", "write_sqlite", "spider_tables_entry", "QuestionMaker",
-           "generate_questions", "split_of"]
+           "generate_questions", "split_of", "questions_for_database", "read_tables"]
 
 SPLITS = ("train", "dev", "test_domains", "test_wordings")
 INVENTED_SHARE = 0.4  # of the training databases

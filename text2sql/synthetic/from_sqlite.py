@@ -58,7 +58,8 @@ ABBREVIATIONS = {"fname": "first name", "lname": "last name", "dob": "date of bi
                  "enrl": "enrollment", "mfr": "manufacturer", "disc": "discount", "alt": "altitude",
                  "rel": "release", "tkts": "tickets", "bal": "balance", "prio": "priority", "rnk": "ranking",
                  "vol": "volume", "pop": "population", "cal": "calories", "exp": "experience", "tot": "total",
-                 "hr": "hour", "hrs": "hours", "cred": "credits", "descr": "description"}
+                 "hr": "hour", "hrs": "hours", "cred": "credits", "descr": "description", "crs": "course",
+                 "init": "initial"}
 NOT_IDS = {"paid", "said", "valid", "solid", "rapid", "humid", "liquid", "avoid", "void", "acid", "grid", "bid"}
 PREPOSITIONS = {"in", "of", "by", "to", "for", "on", "at", "with", "from"}
 UNCOUNTABLE = {"staff", "data", "information", "equipment", "news", "series", "species", "music", "media",
@@ -165,8 +166,8 @@ def value_kind(values: list) -> str | None:
 
 
 def is_free_text(values: list[str]) -> bool:
-    return (sum(len(v) for v in values) / len(values) > MAX_TEXT_CHARS or any("\n" in v or len(v) > 2 * MAX_TEXT_CHARS
-                                                                              for v in values))
+    """Long or multi-line values (descriptions, notes): not asked about."""
+    return sum(len(v) for v in values) / len(values) > MAX_TEXT_CHARS or any("\n" in v for v in values)
 
 
 def read_tables(db_path: str | Path, max_rows: int = MAX_ROWS, schema: Schema | None = None) -> list[BuiltTable]:

@@ -744,7 +744,7 @@ def generate_questions(tables: list[BuiltTable], db_path: Path, n: int, rng: ran
     maker = QuestionMaker(tables, rng, wordings)
     names, methods, weights = zip(*SHAPES)
     skipped = skipped if skipped is not None else Counter()
-    conn = sqlite3.connect(Path(db_path).resolve().as_uri() + "?mode=ro", uri=True)
+    conn = sqlite3.connect(Path(db_path).resolve().as_uri() + "?mode=ro&immutable=1", uri=True)
     if max_steps > 0:
         budget = {"ticks": 0}
 

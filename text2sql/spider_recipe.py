@@ -20,6 +20,14 @@ yourself to change anything):
 
 Spider's own dev split is never used (it is the held-out evaluation of the benchmark). Both training
 stages run a fixed number of steps, so the result does not depend on how busy the machine is.
+
+`--scale h100` takes configs/spider_h100_{pretrain,finetune}.json instead: GPT-2 small's shape (12 layers,
+768 wide, 85M parameters without the embedding), 64 x 512 tokens a step, 20000 pretraining steps (655M
+tokens) and 5000 fine-tuning steps (164M tokens), bf16 and torch.compile. That is sized, not measured,
+for one H100 hour: 6 * 85M * 820M ~ 4.2e17 FLOPs, ~45 minutes at the 33.7% MFU this trainer measured for
+GPT-2 124M on an H200 (README, GPU status). On the recipe's own corpus (~3M tokens) 655M tokens are ~200
+epochs: at that scale the pretraining corpus must grow first (generated SQL over many schemas), or the
+steps come down.
 """
 from __future__ import annotations
 
@@ -42,8 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout-databases", type=int, default=14, help="training databases held out for val")
     p.add_argument("--work", default="data/processed", help="folder for the prepared data")
     p.add_argument("--runs", default="runs", help="folder for the training runs")
-    p.add_argument("--pretrain-steps", type=int, default=1500)
-    p.add_argument("--finetune-steps", type=int, default=3000)
+    p.add_argument("--scale", choices=("cpu", "h100"), default="cpu",
+                   help="cpu: configs/spider_{pretrain,finetune}.json (~2 h on 2 cores); h100: the "
+                        "spider_h100_* configs, sized for one H100 hour")
+    p.add_argument("--pretrain-steps", type=int, default=0, help="0: the config's")
+    p.add_argument("--finetune-steps", type=int, default=0, help="0: the config's")
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--block-size", type=int, default=512)
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
@@ -79,19 +90,24 @@ def run_recipe(args) -> int:
         except TrainingDiverged as e:
             raise ValueError(str(e)) from None
 
+    prefix = "spider_h100_" if args.scale == "h100" else "spider_"
+
+    def step_overrides(n: int) -> list[str]:
+        return [f"train.max_steps={n}", f"train.lr_decay_steps={n}"] if n > 0 else []
+
     steps = [
         ("prepare the pretraining corpus", lambda: prepare(
             "sqltext", pre_data, vocab_size=args.vocab_size, corpus=args.text, corpus_spider_dir=args.spider_dir,
             holdout_databases=args.holdout_databases)),
-        ("pretrain", lambda: train("spider_pretrain", [
-            f"data.dir={pre_data}", f"train.out_dir={pre_run}", f"model.block_size={args.block_size}", "train.overwrite=true",
-            f"train.max_steps={args.pretrain_steps}", f"train.lr_decay_steps={args.pretrain_steps}"])),
+        ("pretrain", lambda: train(prefix + "pretrain", [
+            f"data.dir={pre_data}", f"train.out_dir={pre_run}", f"model.block_size={args.block_size}", "train.overwrite=true"]
+            + step_overrides(args.pretrain_steps))),
         ("prepare Spider (databases held out for val)", lambda: prepare(
             "spider", ft_data, spider_dir=args.spider_dir, holdout_databases=args.holdout_databases,
             tokenizer=str(pre_data / TOKENIZER_FILE), block_size=args.block_size, questions_per_schema=4)),
-        ("fine-tune", lambda: train("spider_finetune", [
-            f"data.dir={ft_data}", f"train.out_dir={ft_run}", f"train.init_from={pre_run}", "train.overwrite=true",
-            f"train.max_steps={args.finetune_steps}", f"train.lr_decay_steps={args.finetune_steps}"])),
+        ("fine-tune", lambda: train(prefix + "finetune", [
+            f"data.dir={ft_data}", f"train.out_dir={ft_run}", f"train.init_from={pre_run}", "train.overwrite=true"]
+            + step_overrides(args.finetune_steps))),
         ("evaluate on the held-out databases", lambda: evaluate_checkpoint(
             ft_run, ft_data, "val", limit=args.eval_limit, show=3, progress=not args.no_progress)),
     ]

@@ -46,12 +46,11 @@ from pathlib import Path
 
 from text2sql.synthetic.database import BuiltColumn, BuiltTable, build_database, spider_tables_entry, write_sqlite
 from text2sql.synthetic.questions import SHAPES, QuestionMaker, generate_questions
-from text2sql.synthetic.from_sqlite import questions_for_database, read_tables
 from text2sql.synthetic.vocabulary import ATTRIBUTES, HELD_OUT_ATTRIBUTES, HELD_OUT_THEMES, THEMES, themes_for
 
 __all__ = ["generate", "main", "SPLITS", "SHAPES", "THEMES", "ATTRIBUTES", "HELD_OUT_THEMES", "HELD_OUT_ATTRIBUTES",
            "BuiltColumn", "BuiltTable", "build_database", "write_sqlite", "spider_tables_entry", "QuestionMaker",
-           "generate_questions", "split_of", "questions_for_database", "read_tables"]
+           "generate_questions", "split_of"]
 
 SPLITS = ("train", "dev", "test_domains", "test_wordings")
 INVENTED_SHARE = 0.4  # of the training databases

@@ -60,8 +60,9 @@ setup(
         # regex is not pinned: the tests use it only on the code points where its own Unicode
         # tables agree with tiktoken's (it follows the newest Unicode; tests/test_pretokenize.py).
         # transformers + safetensors: tests/test_export.py checks the Hugging Face export against them
-        "dev": ["pytest", "pytest-benchmark", "hypothesis", "regex", "pybind11>=2.10", "transformers>=4.40",
-                "safetensors>=0.4"],
+        # pytest-timeout: the per-test limit in pyproject.toml (CI fails instead of hanging)
+        "dev": ["pytest", "pytest-benchmark", "pytest-timeout>=2.1", "hypothesis", "regex", "pybind11>=2.10",
+                "transformers>=4.40", "safetensors>=0.4"],
         "bench": ["tokenizers"],
     },
     zip_safe=False,

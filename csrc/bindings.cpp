@@ -130,6 +130,15 @@ PYBIND11_MODULE(_bpe, m) {
     return out;
   }, py::arg("text"), "GPT-2 pre-tokenization of `text` into pieces (for tests and debugging).");
 
+  m.def("work_counters", []() {
+    const bpe::WorkCounters& c = bpe::work_counters();
+    py::dict d;
+    d["merge_steps"] = c.merge_steps;
+    d["split_steps"] = c.split_steps;
+    return d;
+  }, "This thread's work counters since it started (bpe.h, WorkCounters): tests bound an algorithm's "
+     "cost by their difference instead of by timing it.");
+
   py::class_<PyVocab>(m, "CoreBPE")
       .def(py::init([](std::vector<py::bytes> tokens, std::vector<Rank> ranks, std::vector<std::pair<std::string, Rank>> specials) {
              std::vector<std::string> t;

@@ -32,6 +32,11 @@ uint64_t hash_bytes(const char* p, size_t n) {
   return h ^ (h >> 32);
 }
 
+WorkCounters& work_counters() {
+  thread_local WorkCounters counters;
+  return counters;
+}
+
 static uint64_t table_size_for(size_t n) {
   uint64_t cap = 16;
   while (cap < 2 * n + 1) cap <<= 1;
@@ -149,11 +154,13 @@ Vocab::Vocab(std::vector<std::string> tokens, std::vector<Rank> ranks,
     if (t.size() > kDirectSplitMax) long_bytes += t.size();
   }
   pair_to_rank_.reserve(n_splits);
+  uint64_t split_steps = 0;  // bytes hashed or trie edges walked (work_counters().split_steps)
   PairToRank forward_edges, backward_edges;  // (node, byte) -> child node; node 0 is the root
   std::vector<Rank> forward_rank(1, kNoRank), backward_rank(1, kNoRank);  // the token ending at a node
   auto byte_at = [](const std::string& t, size_t k, bool reversed) { return Rank(uint8_t(reversed ? t[t.size() - 1 - k] : t[k])); };
   auto add_path = [&](PairToRank& edges, std::vector<Rank>& node_rank, const std::string& t, bool reversed) {
     Rank node = 0;
+    split_steps += t.size();
     for (size_t k = 0; k < t.size(); ++k) {
       Rank next = edges.find(node, byte_at(t, k, reversed));
       if (next == kNoRank) {
@@ -166,7 +173,7 @@ Vocab::Vocab(std::vector<std::string> tokens, std::vector<Rank> ranks,
   };
   auto mark_end = [&](const PairToRank& edges, std::vector<Rank>& node_rank, const std::string& t, bool reversed, Rank r) {
     Rank node = 0;
-    for (size_t k = 0; k < t.size() && node != kNoRank; ++k) node = edges.find(node, byte_at(t, k, reversed));
+    for (size_t k = 0; k < t.size() && node != kNoRank; ++k, ++split_steps) node = edges.find(node, byte_at(t, k, reversed));
     if (node != kNoRank) node_rank[node] = r;
   };
   if (long_bytes > 0) {
@@ -187,6 +194,7 @@ Vocab::Vocab(std::vector<std::string> tokens, std::vector<Rank> ranks,
     const std::string& t = tokens[i];
     const size_t n = t.size();
     if (n <= kDirectSplitMax) {
+      split_steps += n * (n - 1);  // each split point hashes the whole token (its prefix and suffix)
       for (size_t k = 1; k < n; ++k) {
         Rank a = token_to_rank_.find(t.data(), k);
         Rank b = token_to_rank_.find(t.data() + k, n - k);
@@ -196,6 +204,7 @@ Vocab::Vocab(std::vector<std::string> tokens, std::vector<Rank> ranks,
     }
     prefix_rank.assign(n, kNoRank);
     suffix_rank.assign(n, kNoRank);
+    split_steps += 2 * (n - 1);  // one walk down each trie
     Rank node = 0;
     for (size_t k = 1; k < n; ++k) {
       node = forward_edges.find(node, uint8_t(t[k - 1]));
@@ -209,6 +218,7 @@ Vocab::Vocab(std::vector<std::string> tokens, std::vector<Rank> ranks,
     for (size_t k = 1; k < n; ++k)
       if (prefix_rank[k] != kNoRank && suffix_rank[k] != kNoRank) pair_to_rank_.insert(prefix_rank[k], suffix_rank[k], ranks[i]);
   }
+  work_counters().split_steps += split_steps;
   n_vocab_ = size_t(max_id) + 1;
 }
 
@@ -294,9 +304,11 @@ void Vocab::merge_small(const uint8_t* p, size_t n, std::vector<Rank>& out) cons
   size_t m = n;
   for (size_t i = 0; i < m; ++i) tok[i] = byte_rank_[p[i]];
   for (size_t i = 0; i + 1 < m; ++i) pr[i] = pair_to_rank_.find(tok[i], tok[i + 1]);
+  uint64_t steps = m - 1;  // pairs looked up or compared (work_counters().merge_steps)
   while (m > 1) {
     Rank best = kNoRank;
     size_t at = 0;
+    steps += m - 1 + 2;  // the scan, then at most two lookups
     for (size_t i = 0; i + 1 < m; ++i)
       if (pr[i] < best) { best = pr[i]; at = i; }  // strict <: leftmost wins ties
     if (best == kNoRank) break;
@@ -308,6 +320,7 @@ void Vocab::merge_small(const uint8_t* p, size_t n, std::vector<Rank>& out) cons
     if (at > 0) pr[at - 1] = pair_to_rank_.find(tok[at - 1], tok[at]);
   }
   out.insert(out.end(), tok, tok + m);
+  work_counters().merge_steps += steps;
 }
 
 void Vocab::merge_large(const uint8_t* p, size_t n, std::vector<Rank>& out) const {
@@ -321,9 +334,11 @@ void Vocab::merge_large(const uint8_t* p, size_t n, std::vector<Rank>& out) cons
   next.resize(n);
   prev.resize(n);
   heap.clear();
+  uint64_t steps = 0;  // pairs looked up: one per push, one per pop (work_counters().merge_steps)
   const uint32_t end = uint32_t(n);
   for (uint32_t i = 0; i < n; ++i) { tok[i] = byte_rank_[p[i]]; next[i] = i + 1; prev[i] = i - 1; }
   auto push = [&](uint32_t i) {
+    ++steps;
     Rank r = pair_to_rank_.find(tok[i], tok[next[i]]);
     if (r != kNoRank) { heap.push_back((uint64_t(r) << 32) | i); std::push_heap(heap.begin(), heap.end(), std::greater<>()); }
   };
@@ -332,6 +347,7 @@ void Vocab::merge_large(const uint8_t* p, size_t n, std::vector<Rank>& out) cons
     std::pop_heap(heap.begin(), heap.end(), std::greater<>());
     const uint64_t e = heap.back();
     heap.pop_back();
+    ++steps;
     const Rank r = Rank(e >> 32);
     const uint32_t i = uint32_t(e);
     if (tok[i] == kNoRank || next[i] >= end) continue;           // part i was merged away
@@ -345,6 +361,7 @@ void Vocab::merge_large(const uint8_t* p, size_t n, std::vector<Rank>& out) cons
     if (next[i] < end) push(i);
   }
   for (uint32_t i = 0; i < end; i = next[i]) out.push_back(tok[i]);
+  work_counters().merge_steps += steps;
 }
 
 void Vocab::encode_ordinary(std::string_view text, std::vector<Rank>& out) const {

@@ -39,6 +39,20 @@ constexpr size_t kMaxTokenBytes = size_t(1) << 16;  // 65,536 bytes per token
 
 uint64_t hash_bytes(const char* p, size_t n);
 
+// Work done by the calling thread, counted so that tests bound an algorithm's cost by counting
+// instead of timing: a regression to quadratic work fails a test (quickly, on a small input)
+// instead of hanging it. Each count is a unit of the algorithm's inner loop:
+//   merge_steps: adjacent pairs looked up or compared while merging pieces (both merge paths: the
+//                small-array scan and the heap's pushes and pops);
+//   split_steps: bytes hashed or trie edges walked while finding every token's splits into two
+//                tokens (vocabulary construction).
+// Work on other threads (encode_batch's workers) is counted on those threads.
+struct WorkCounters {
+  uint64_t merge_steps = 0;
+  uint64_t split_steps = 0;
+};
+WorkCounters& work_counters();  // this thread's counters
+
 // Open-addressing map from byte strings (stored elsewhere, by rank) to ranks.
 class BytesToRank {
  public:

@@ -1,6 +1,7 @@
 """gpt.tokenizer.Tokenizer: parity with tiktoken, round trips, special tokens, files, bad input."""
 import base64
 import json
+import re
 
 import numpy as np
 import pytest
@@ -168,6 +169,29 @@ def test_training_never_learns_special_text(small):
     assert small.n_vocab == 380
 
 
+def test_special_token_text_is_cut_out_before_counting():
+    """Training on documents full of special-token text learns exactly what training on the text
+    between the special tokens (each stretch a document of its own) learns: special text is neither
+    counted nor glued to its neighbours. (GPT-2's pre-tokenizer already splits "<|sql|>" into "<|",
+    "sql", "|>", so only this comparison shows the text is cut out; a tokenizer counting it learns
+    merges such as "<|".)"""
+    specials = [ENDOFTEXT, "<|question|>", "<|sql|>"]
+    records = [("How many singers are older than 30?", "SELECT COUNT(*) FROM singer WHERE age > 30"),
+               ("Which city has the most customers", "SELECT city FROM customer GROUP BY city"),
+               ("list every song title", "SELECT title FROM song")]
+    docs = ["".join(f"<|question|>{q}<|sql|>{sql}<|endoftext|>" for q, sql in records[i % 3:] + records[:i % 3])
+            * (5 + i) for i in range(30)]
+    docs.append("<|sql|><|sql|>sql<|endoftext|>endoftext<|question|>question|><|<|")
+    between = [part for doc in docs for part in re.split("|".join(map(re.escape, specials)), doc) if part]
+    counted = Tokenizer.train(docs, 330, special_tokens=[])  # the same text, nothing special in it
+    assert b"<|" in counted.mergeable_ranks and b"|>" in counted.mergeable_ranks  # so counting it shows
+    with_specials = Tokenizer.train(docs, 330, special_tokens=specials)
+    without = Tokenizer.train(between, 330, special_tokens=specials)
+    assert with_specials.mergeable_ranks == without.mergeable_ranks
+    assert with_specials.special_tokens == without.special_tokens
+    assert b"<|" not in with_specials.mergeable_ranks and b"|>" not in with_specials.mergeable_ranks
+
+
 def test_training_is_deterministic_and_reports_progress():
     calls = []
     a = Tokenizer.train([CORPUS], 300, progress=lambda done, total: calls.append((done, total)))
@@ -215,14 +239,29 @@ def test_million_spaces_then_x(gpt2):
     assert ours.encode(small_case) == theirs.encode(small_case)
 
 
+def _work(counter: str, fn, *args):
+    """(fn(*args), how many units of `counter` the C++ core did for it on this thread)."""
+    from gpt import _bpe
+
+    before = _bpe.work_counters()[counter]
+    out = fn(*args)
+    return out, _bpe.work_counters()[counter] - before
+
+
 def test_long_single_piece_scales_roughly_linearly(gpt2):
     """'a' * n is one pre-token: it takes the heap path (O(n log n)). Checked by counting work, not
-    by timing: 10x the input must give exactly 10x the tokens, and match tiktoken on a size it can do."""
+    by timing, smallest input first, so a quadratic merge fails at n = 1000 instead of hanging at 1e6:
+    the heap holds the n - 1 initial pairs plus at most two new pairs per merge (fewer than n merges),
+    and pops each entry at most once, so it looks up at most 6n pairs; it must look at each of the
+    n - 1 adjacent pairs at least once."""
     ours, theirs = gpt2
     assert ours.encode("a" * 3000) == theirs.encode("a" * 3000)
-    n1 = len(ours.encode("a" * 1_000_000))
-    n10 = len(ours.encode("a" * 10_000_000))
-    assert n10 == 10 * n1
+    tokens = {}
+    for n in (1000, 10_000, 100_000, 1_000_000):
+        ids, steps = _work("merge_steps", ours.encode, "a" * n)
+        assert n - 1 <= steps <= 6 * n, (n, steps)
+        tokens[n] = len(ids)
+    assert tokens[1_000_000] == 10 * tokens[100_000] == 100 * tokens[10_000]
 
 
 @pytest.mark.parametrize("bad", [None, 123, b"bytes", ["list"]])
@@ -348,17 +387,19 @@ def test_encode_batch_special_and_type_errors(small):
 
 def test_vocabulary_construction_is_linear_in_token_length():
     """Every token's splits into two tokens are found by two trie walks, not by hashing every prefix and
-    suffix: 20 random 60 kB tokens took ~10 s before (quadratic), well under a second now."""
+    suffix: 20 random 60 kB tokens took ~10 s before (quadratic: 3.6e9 bytes hashed per token). Checked
+    by counting work, not by timing: a token of at most 64 bytes hashes at most 64 bytes per byte at
+    its split points, a longer one is walked down two tries a few times, so the bytes hashed or walked
+    are at most 70 per byte of the vocabulary (and the long tokens are each read at least once)."""
     import random
-    import time
 
     rng = random.Random(0)
     ranks = {bytes([b]): b for b in range(256)}
     for i in range(20):
         ranks[bytes(rng.randrange(256) for _ in range(60_000))] = 256 + i
-    t0 = time.perf_counter()
-    tok = Tokenizer(ranks)
-    assert time.perf_counter() - t0 < 2.0
+    tok, steps = _work("split_steps", Tokenizer, ranks)
+    total = sum(map(len, ranks))
+    assert 20 * 60_000 <= steps <= 70 * total, (steps, total)
     long_token = next(t for t, r in ranks.items() if r == 260)
     assert tok.encode_ordinary(long_token.decode("latin-1")) != [260]  # text is UTF-8; just runs
     assert tok.decode_bytes([260]) == long_token
@@ -370,21 +411,20 @@ def _write_ranks(path, lines):
 
 def test_oversized_token_and_rank_are_refused_before_allocating(tmp_path):
     import resource
-    import time
+
+    from gpt import _bpe
 
     byte_lines = [base64.b64encode(bytes([b])) + b" %d\n" % b for b in range(256)]
     path = tmp_path / "huge.tiktoken"
     _write_ranks(path, byte_lines + [base64.b64encode(b"x" * 20_000_000) + b" 256\n"])
-    t0 = time.perf_counter()
+    steps_before = _bpe.work_counters()["split_steps"]
     with pytest.raises(ValueError, match=r"huge.tiktoken:257: a token of .* bytes is too long"):
         Tokenizer.load(path, special_tokens={})
-    assert time.perf_counter() - t0 < 5
+    assert _bpe.work_counters()["split_steps"] == steps_before  # refused before any vocabulary was built
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     _write_ranks(path, byte_lines + [base64.b64encode(b"ab") + b" 200000000\n"])
     with pytest.raises(ValueError, match=r"huge.tiktoken:257: rank 200,000,000 is too large"):
         Tokenizer.load(path, special_tokens={})
-    from gpt import _bpe
-
     with pytest.raises(ValueError, match="too large"):  # the C++ core checks its limits too
         _bpe.CoreBPE([bytes([b]) for b in range(256)] + [b"ab"], list(range(256)) + [200_000_000], [])
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 200_000  # KiB: no 1.5 GB table

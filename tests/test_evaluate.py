@@ -51,14 +51,14 @@ def test_oracle_scores_exactly(prepared):
     end = special_token_ids(tok)[SQL_END_TOKEN]
     answers, expected, kept = {}, [], []
     for e in examples:  # two questions cut to the same prompt (block 128) would make the oracle ambiguous
-        prompt = tuple(fit_and_encode_prompt(tok, e.schema, e.question, 128, meta["max_sql_tokens"]))
+        prompt = tuple(fit_and_encode_prompt(tok, e.schema, e.question, 128, meta["max_sql_tokens"], e.db_path))
         if prompt not in answers:
             answers[prompt] = None
             kept.append(e)
     examples, answers = kept, {}
     assert len(examples) >= 8
     for i, e in enumerate(examples):
-        prompt = tuple(fit_and_encode_prompt(tok, e.schema, e.question, 128, meta["max_sql_tokens"]))
+        prompt = tuple(fit_and_encode_prompt(tok, e.schema, e.question, 128, meta["max_sql_tokens"], e.db_path))
         wrong = i % 3 == 0  # every third answer is the wrong query
         sql = "SELECT COUNT(*) FROM sqlite_master WHERE 0" if wrong else e.sql
         answers[prompt] = tok.encode_ordinary(sql) + [end]

@@ -97,3 +97,47 @@ def test_annotation_marks_every_linked_name():
     assert tags.annotate("List the name of the fire stations with trucks") == \
         "List the name (col3) of the fire stations (tab1) with trucks (tab2)"
     assert tags.annotate("nothing here") == "nothing here"
+
+
+def test_value_linking_tags_stored_values_with_their_column(tmp_path):
+    import sqlite3
+
+    from text2sql.linking import read_text_values
+
+    db = tmp_path / "v.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, country TEXT, grade TEXT, age INT);
+        INSERT INTO singer VALUES (1, 'Joe Sharp', 'France', 'A', 30), (2, 'Ann', 'United States', 'B', 41),
+                                  (3, 'Rose', 'France', '2000', 25);
+        CREATE TABLE city (name TEXT, country TEXT);
+        INSERT INTO city VALUES ('Paris', 'France'), ('Nice', 'France');
+    """)
+    con.commit()
+    con.close()
+    schema = read_schema(db)
+    values = read_text_values(db, schema)
+    # short values ('A'), numbers stored as text ('2000') and ints are not indexed; a value in two columns
+    # links to both
+    assert "a" not in values and "2000" not in values and "30" not in values
+    assert values["france"] == {("singer", "country"), ("city", "country")}
+    tags = schema_tags(schema)
+    q = "Which singers from France or the United States are older than 30, and is Joe Sharp from Paris?"
+    assert tags.annotate(q, values) == (
+        "Which singers (tab1) from France (=col3) or the United States (=col3) are older than 30, "
+        "and is Joe Sharp (=col2) from Paris (=col2)?")
+    # a span that names a column is not read again as a value; no database, no value links
+    assert tags.annotate("What is the country of Ann", values) == "What is the country (col3) of Ann (=col2)"
+    assert tags.annotate(q) == tags.annotate(q, None) == tags.annotate(q, {})
+    assert read_text_values(tmp_path / "missing.sqlite", schema) == {}
+
+
+def test_plural_question_words_link_singular_names():
+    from text2sql.schema import Column, Schema, Table
+
+    s = Schema([Table("Grouttrous", [Column("cargo_code", "text"), Column("class", "text")])])
+    tags = schema_tags(s)
+    # 'codes' -> code (the rest of cargo_code after nothing: a column phrase), 'classes' -> class, and a
+    # made-up table pluralised with a bare s
+    assert tags.annotate("list the cargo codes and classes of all grouttrouss") == \
+        "list the cargo codes (col1) and classes (col2) of all grouttrouss (tab1)"

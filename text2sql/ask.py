@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         stop_ids = set(special_token_ids(tok).values())  # the SQL ends at <|end|> (or any control token)
         check_prompt_version(state.get("data_meta", {}))
         max_sql = int(state.get("data_meta", {}).get("max_sql_tokens", DEFAULT_MAX_SQL_TOKENS))
-        prompt_ids = fit_and_encode_prompt(tok, schema, question, model.config.block_size, max_sql)
+        prompt_ids = fit_and_encode_prompt(tok, schema, question, model.config.block_size, max_sql, args.db)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -77,7 +77,8 @@ def evaluate(model, tokenizer, examples, block_size: int, max_sql_tokens: int, m
     from text2sql.metrics import score_example, summarize
 
     runnable = [e for e in examples if e.db_path]
-    prompts = [fit_and_encode_prompt(tokenizer, e.schema, e.question, block_size, max_sql_tokens) for e in runnable]
+    prompts = [fit_and_encode_prompt(tokenizer, e.schema, e.question, block_size, max_sql_tokens, e.db_path)
+               for e in runnable]
     bar = None
     if progress:
         from tqdm import tqdm

@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
 
 from text2sql.schema import Schema
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 QUESTION_WORD = re.compile(r"\w+(?:\.\d+)?|[^\w\s]")
 MAX_PHRASE_WORDS = 4
+MAX_VALUES_PER_COLUMN = 2000   # distinct values read per text column for value linking (bounded scan)
+MIN_VALUE_CHARS = 3            # shorter stored values ('A', 'no') would link ordinary words
+MAX_VALUE_LINKS = 4            # value links per question
 
 
 def identifier_words(name: str) -> list[str]:
@@ -66,10 +71,26 @@ def match_phrases(words: list[str], phrases: dict, start: int) -> tuple[int, set
     """(number of words, schema items) of the longest phrase starting at words[start], or None."""
     for n in range(MAX_PHRASE_WORDS, 0, -1):
         if start + n <= len(words):
-            key = " ".join(w.lower() for w in words[start:start + n])
+            ws = [w.lower() for w in words[start:start + n]]
+            key = " ".join(ws)
             if key in phrases:
                 return n, phrases[key]
+            for last in _singulars(ws[-1]):  # "codes" names cargo_code as "code" does
+                other = " ".join(ws[:-1] + [last])
+                if other in phrases:
+                    return n, phrases[other]
     return None
+
+
+def _singulars(word: str) -> list[str]:
+    """Forms a plural may come from: 'codes' -> code, 'classes' -> class, 'grouttrouss' -> grouttrous
+    (made-up words are pluralised by adding an s)."""
+    out = [singular(word)]
+    if word.endswith("s"):
+        out.append(word[:-1])
+    if word.endswith("es"):
+        out.append(word[:-2])
+    return [w for w in dict.fromkeys(out) if w and w != word]
 
 
 def link_spans(schema: Schema, question: str) -> list[tuple[int, int, set]]:
@@ -101,3 +122,72 @@ def link(schema: Schema, question: str) -> tuple[set[str], set[tuple[str, str]]]
             else:
                 columns.add((t, c))
     return tables, columns
+
+
+# ----------------------------------------------------------------------------------------------------
+# Value linking: question words that are a value stored in a text column ("from France" -> country).
+
+
+def read_text_values(db_path: str | Path, schema: Schema) -> dict[str, set[tuple[str, str]]]:
+    """{lower-case value: {(table, column)}} over the text columns of a database: the first
+    MAX_VALUES_PER_COLUMN distinct values of each, values of MIN_VALUE_CHARS characters or more that are
+    not numbers. An unreadable database gives {} (linking then uses names only)."""
+    path = Path(db_path)
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return {}
+    frozen = tuple((t.name, tuple(c.name for c in t.columns)) for t in schema.tables)
+    return _read_text_values(str(path.resolve()), stamp, frozen)
+
+
+@lru_cache(maxsize=64)
+def _read_text_values(path: str, _stamp: int, tables) -> dict[str, set[tuple[str, str]]]:
+    from text2sql.sql_exec import open_readonly
+
+    q = lambda s: '"' + s.replace('"', '""') + '"'  # noqa: E731
+    index: dict[str, set] = defaultdict(set)
+    try:
+        conn = open_readonly(path)
+    except (OSError, ValueError):
+        return {}
+    try:
+        for table, columns in tables:
+            for column in columns:
+                try:
+                    rows = conn.execute(f"SELECT DISTINCT {q(column)} FROM {q(table)} WHERE typeof({q(column)}) = 'text' "
+                                        f"LIMIT {MAX_VALUES_PER_COLUMN}").fetchall()
+                except Exception:  # a view or column that no longer reads: no values from it
+                    continue
+                for (v,) in rows:
+                    v = v.strip().lower()
+                    if len(v) >= MIN_VALUE_CHARS and not _NUMBER.match(v) and len(v.split()) <= MAX_PHRASE_WORDS:
+                        index[v].add((table, column))
+    finally:
+        conn.close()
+    return dict(index)
+
+
+_NUMBER = re.compile(r"^[-+]?\d+(\.\d*)?$")
+
+
+def value_spans(question: str, values: dict[str, set], taken: list[tuple[int, int]] = ()) -> list[tuple[int, int, set]]:
+    """[(start, end, {(table, column)})]: spans of the question (whole words, longest first, left to right,
+    not overlapping `taken`) that equal a stored value, at most MAX_VALUE_LINKS."""
+    if not values:
+        return []
+    matches = list(QUESTION_WORD.finditer(question))
+    spans, i = [], 0
+    while i < len(matches) and len(spans) < MAX_VALUE_LINKS:
+        for n in range(min(MAX_PHRASE_WORDS, len(matches) - i), 0, -1):
+            start, end = matches[i].start(), matches[i + n - 1].end()
+            if any(start < b and a < end for a, b in taken):
+                continue
+            cols = values.get(question[start:end].lower())
+            if cols:
+                spans.append((start, end, set(cols)))
+                i += n
+                break
+        else:
+            i += 1
+    return spans

@@ -55,7 +55,7 @@ class ExampleDocument:
     def text(self) -> str:
         e = self.examples[0]
         return prompt_schema_text(e.schema) + "\n" + "".join(
-            f"{prompt_question(x.schema, x.question)}\n{prompt_sql(x.schema, x.sql)}\n" for x in self.examples)
+            f"{prompt_question(x.schema, x.question, x.db_path)}\n{prompt_sql(x.schema, x.sql)}\n" for x in self.examples)
 
     def tokenize(self, tokenizer) -> tuple[list[int], list[int]]:
         sp = special_token_ids(tokenizer)
@@ -72,12 +72,12 @@ class ExampleDocument:
         for e in self.examples:
             target = tokenizer.encode_ordinary(prompt_sql(e.schema, e.sql)) + [sp[SQL_END_TOKEN]]
             if piece_open and packer.room() < block:
-                pair = [sp[QUESTION_TOKEN]] + tokenizer.encode_ordinary(prompt_question(e.schema, e.question)) \
+                pair = [sp[QUESTION_TOKEN]] + tokenizer.encode_ordinary(prompt_question(e.schema, e.question, e.db_path)) \
                     + [sp[SQL_TOKEN]]
                 if len(pair) + len(target) <= packer.room():
                     emit(pair + target, [0] * len(pair) + [1] * len(target))
                     continue
-            prompt = fit_and_encode_prompt(tokenizer, e.schema, e.question, block, self.max_sql_tokens)
+            prompt = fit_and_encode_prompt(tokenizer, e.schema, e.question, block, self.max_sql_tokens, e.db_path)
             n = len(prompt) + len(target)
             if n > block:
                 packer.skip(n)

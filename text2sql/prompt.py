@@ -39,7 +39,7 @@ import re
 from typing import Callable, Iterable
 
 from data.prepare import DOCUMENT_END_TOKEN
-from text2sql.linking import link
+from text2sql.linking import link, read_text_values
 from text2sql.schema import Schema
 from text2sql.schema_tags import schema_tags
 
@@ -50,7 +50,7 @@ SQL_END_TOKEN = "<|end|>"  # ends the SQL answer (the model stops there)
 ENDOFTEXT_TOKEN = DOCUMENT_END_TOKEN  # "<|endoftext|>": separates documents in a token stream (data/)
 SPECIAL_TOKENS = [ENDOFTEXT_TOKEN, SCHEMA_TOKEN, QUESTION_TOKEN, SQL_TOKEN, SQL_END_TOKEN]
 
-PROMPT_VERSION = 3  # bumped whenever the same example gives other tokens (prepared data is remade)
+PROMPT_VERSION = 4  # bumped whenever the same example gives other tokens (prepared data is remade)
 DEFAULT_MAX_SQL_TOKENS = 96  # room kept for the SQL (and <|end|>) when the schema is fitted
 
 
@@ -100,10 +100,13 @@ def fit_schema(schema: Schema, question: str, max_tokens: int,
     return text[:lo]
 
 
-def prompt_question(schema: Schema | str, question: str) -> str:
-    """The question as the prompt writes it: with the tags of the schema items it names."""
+def prompt_question(schema: Schema | str, question: str, db_path=None) -> str:
+    """The question as the prompt writes it: with the tags of the schema items it names, and with a
+    database, of the columns that store a value it names (text2sql/linking.py)."""
     question = question.strip()
-    return schema_tags(schema).annotate(question) if isinstance(schema, Schema) else question
+    if not isinstance(schema, Schema):
+        return question
+    return schema_tags(schema).annotate(question, read_text_values(db_path, schema) if db_path else None)
 
 
 def prompt_sql(schema: Schema | str, sql: str) -> str:
@@ -151,23 +154,24 @@ def encode_prompt(tokenizer, schema_text: str, question: str) -> list[int]:
             + tokenizer.encode_ordinary(question.strip()) + [sp[SQL_TOKEN]])
 
 
-def encode_example(tokenizer, schema: Schema | str, question: str, sql: str) -> tuple[list[int], list[int]]:
+def encode_example(tokenizer, schema: Schema | str, question: str, sql: str, db_path=None) -> tuple[list[int], list[int]]:
     """(ids, mask) of one labelled example: the prompt (mask 0), then the SQL and <|end|> (mask 1). A plain-text
     schema is used as it is; a `Schema` is written with tags (uncut: see fit_and_encode_prompt for cutting)."""
     schema_text = fit_schema(schema, question, 1 << 30) if isinstance(schema, Schema) else schema
-    prompt = encode_prompt(tokenizer, schema_text, prompt_question(schema, question))
+    prompt = encode_prompt(tokenizer, schema_text, prompt_question(schema, question, db_path))
     target = tokenizer.encode_ordinary(prompt_sql(schema, sql)) + [special_token_ids(tokenizer)[SQL_END_TOKEN]]
     return prompt + target, [0] * len(prompt) + [1] * len(target)
 
 
 def fit_and_encode_prompt(tokenizer, schema: Schema | str, question: str, block_size: int,
-                          max_sql_tokens: int = DEFAULT_MAX_SQL_TOKENS) -> list[int]:
-    """Prompt ids that leave `max_sql_tokens` free in a context of `block_size` tokens.
+                          max_sql_tokens: int = DEFAULT_MAX_SQL_TOKENS, db_path=None) -> list[int]:
+    """Prompt ids that leave `max_sql_tokens` free in a context of `block_size` tokens. With the database
+    (`db_path`), question words that are stored values are linked to their columns.
 
     The schema is cut by `fit_schema`; a question too long for what is left is cut from its end.
     """
     budget = block_size - max_sql_tokens - 3  # three control tokens
-    q_ids = tokenizer.encode_ordinary(prompt_question(schema, question))
+    q_ids = tokenizer.encode_ordinary(prompt_question(schema, question, db_path))
     if len(q_ids) > budget // 2:
         q_ids = q_ids[: budget // 2]
     schema_budget = budget - len(q_ids)

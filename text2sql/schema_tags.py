@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from text2sql.linking import identifier_words, link_spans
+from text2sql.linking import identifier_words, link_spans, value_spans
 from text2sql.schema import Column, Schema, Table, compact_type
 
 TABLE_TAG = "tab"
@@ -98,13 +98,18 @@ class SchemaTags:
         """(table, column) real names of a tagged pair; unknown tags come back unchanged."""
         return self.name_of.get(table_tag.lower(), table_tag), self.name_of.get(column_tag.lower(), column_tag)
 
-    def annotate(self, question: str) -> str:
-        """The question with the tags of the schema items it names after the words that name them:
-        'Which wards have grade A' -> 'Which wards (tab1) have grade (col3) A'."""
+    def annotate(self, question: str, values: dict | None = None) -> str:
+        """The question with the tags of the schema items it names after the words that name them, and
+        (with `values`, text2sql.linking.read_text_values) `=tag` after a value stored in that column:
+        'Which wards have grade A in Paris' -> 'Which wards (tab1) have grade (col3) A in Paris (=col7)'."""
+        names = link_spans(self.schema, question)
+        found = [(a, b, sorted({self.tag_of[(c if c is not None else t).lower()] for t, c in items}, key=_tag_key), "")
+                 for a, b, items in names]
+        for a, b, cols in value_spans(question, values or {}, [(a, b) for a, b, _ in names]):
+            found.append((a, b, sorted({self.tag_of[c.lower()] for _, c in cols}, key=_tag_key), "="))
         out, last = [], 0
-        for start, end, items in link_spans(self.schema, question):
-            tags = sorted({self.tag_of[(c if c is not None else t).lower()] for t, c in items}, key=_tag_key)
-            out.append(question[last:end] + " (" + " ".join(tags) + ")")
+        for start, end, tags, mark in sorted(found):
+            out.append(question[last:end] + " (" + " ".join(mark + t for t in tags) + ")")
             last = end
         return "".join(out) + question[last:]
 

@@ -126,7 +126,13 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
     """The best `width` hypotheses of each prompt (prompts of one length), best first.
 
     The prompt is run once per prompt (not per beam); its cache rows are then copied `width` times. At
-    step 0 only beam 0 of each prompt is live (the others start at -inf), so no hypothesis is duplicated."""
+    step 0 only beam 0 of each prompt is live (the others start at -inf), so no hypothesis is duplicated.
+
+    Cost per step, besides one forward of all beams of all prompts together: candidates are taken best
+    first over all beams of a prompt (summed log-probability) and each is tested with the constraint's
+    cheap allows(); the full allowed set of a beam is computed only when the best candidates run out, so
+    a step costs about `width` tests per prompt. The beams of a prompt share the prompt's keys and values,
+    so reordering the cache copies only the generated positions."""
     if width < 1:
         raise ValueError(f"beam width must be >= 1, got {width}")
     if not prompts or len({len(p) for p in prompts}) != 1 or not prompts[0]:
@@ -147,57 +153,39 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
     cache.reorder(rows)
     logits = logits.index_select(0, rows)
     vocab = logits.shape[-1]
-    scores = torch.full((B, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0
+    limit = min(vocab, n_vocab or vocab)
+    NEG = float("-inf")
+    scores = [[0.0] + [NEG] * (k - 1) for _ in range(B)]
     beams: list[list[int]] = [[] for _ in range(B * k)]
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     done = [False] * B
-    # the constraint sees prompt rows, not beam rows
-    row_constraint = None if constraint is None else _BeamRows(constraint, k)
+    lazy = constraint is not None and hasattr(constraint, "allows")
+    identity = list(range(B * k))
     for step in range(max_new_tokens):
-        score_list = scores.tolist()
-        dead = [done[r // k] or score_list[r // k][r % k] == float("-inf") for r in range(B * k)]
         # log-probabilities are the model's own (normalised over the vocabulary, not renormalised over the
         # allowed ids, as PICARD does): a hypothesis the constraint had to bend pays for it
         logp = torch.log_softmax(mask_logits(logits.float(), n_vocab), dim=-1)
-        logp = mask_logits(logp, None, row_constraint, beams, None, dead, need=2 * k)
-        logp = torch.nan_to_num(logp, nan=float("-inf"))
-        cand = (scores.view(-1, 1) + logp).view(B, k * vocab)
-        top_scores, top_index = cand.topk(min(2 * k, k * vocab), dim=-1)
-        top_scores, top_index = top_scores.tolist(), top_index.tolist()
-        src = [0] * (B * k)
-        tok = [stop[0]] * (B * k)
-        new_scores = [[float("-inf")] * k for _ in range(B)]
+        cand = (torch.tensor(scores, device=device).view(-1, 1) + logp).view(B, k * vocab)
+        src, tok = [0] * (B * k), [stop[0]] * (B * k)
+        new_scores = [[NEG] * k for _ in range(B)]
         for b in range(B):
             if done[b]:
                 continue
-            live = 0
-            for s, j in zip(top_scores[b], top_index[b]):
-                if s == float("-inf") or live == k:
-                    break
-                beam, t = divmod(j, vocab)
-                parent = b * k + beam
-                if t in stop_set:
-                    n = len(beams[parent]) + 1
-                    finished[b].append(Hypothesis(list(beams[parent]), s, s / n ** length_penalty, True))
-                    if len(finished[b]) >= k:
-                        break
-                    continue
-                src[b * k + live], tok[b * k + live] = parent, t
-                new_scores[b][live] = s
-                live += 1
+            for slot, (s, parent, t) in enumerate(_best_allowed(cand[b], b, k, vocab, limit, beams, stop_set,
+                                                                constraint, lazy, finished[b], length_penalty)):
+                src[b * k + slot], tok[b * k + slot] = parent, t
+                new_scores[b][slot] = s
+            live = sum(s != NEG for s in new_scores[b])
             if len(finished[b]) >= k or live == 0:
                 done[b] = True
             for slot in range(live, k):
-                src[b * k + slot] = b * k
-        if all(done) or step == max_new_tokens - 1:
-            beams = [beams[src[r]] + [tok[r]] for r in range(B * k)]
-            scores = torch.tensor(new_scores, device=device)
-            break
-        index = torch.tensor(src, dtype=torch.long, device=device)
-        cache.reorder(index)
+                src[b * k + slot] = b * k  # a dead slot copies beam 0 of its own prompt (same prompt keys)
         beams = [beams[src[r]] + [tok[r]] for r in range(B * k)]
-        scores = torch.tensor(new_scores, device=device)
+        scores = new_scores
+        if all(done) or step == max_new_tokens - 1:
+            break
+        if src != identity:
+            _reorder_generated(cache, torch.tensor(src, dtype=torch.long, device=device), T)
         with _autocast(device):
             logits = model(torch.tensor(tok, dtype=torch.long, device=device)[:, None], cache=cache)[:, -1, :]
     out = []
@@ -205,13 +193,76 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
         hyps = list(finished[b])
         if not done[b]:  # out of steps: the live beams count as unfinished answers
             for slot in range(k):
-                s = float(scores[b, slot])
-                if s != float("-inf"):
+                s = scores[b][slot]
+                if s != NEG:
                     ids = beams[b * k + slot]
                     hyps.append(Hypothesis(list(ids), s, s / max(len(ids), 1) ** length_penalty, False))
         hyps.sort(key=lambda h: (h.finished, h.score), reverse=True)
         out.append(hyps[:k])
     return out
+
+
+def _best_allowed(cand, b, k, vocab, limit, beams, stop_set, constraint, lazy, finished, length_penalty):
+    """The next live beams of prompt b as [(score, parent row, id)], best first; candidates ending in a stop
+    id go to `finished` (at most k in all). cand: (k * vocab,) summed log-probabilities of every extension.
+
+    Candidates are walked best first (the top 4k, then 16k, ...). With a lazy constraint each is tested
+    with allows(); once the top 16k are used up that way, every live beam gets its full allowed set
+    instead. The result equals walking the candidates of the fully masked scores."""
+    NEG = float("-inf")
+    out = []
+    full: dict[int, set | None] = {}  # beam -> its full allowed set (None: unconstrained)
+    processed: set[int] = set()
+
+    def allowed(j, t):
+        if t >= limit:
+            return False
+        if constraint is None:
+            return True
+        if j not in full:
+            if lazy:
+                return constraint.allows(b, beams[b * k + j], t)
+            ids = constraint.allowed_ids(b, beams[b * k + j])
+            full[j] = None if ids is None else set(ids)
+        return full[j] is None or t in full[j]
+
+    n = min(4 * k, cand.numel())
+    while True:
+        top_scores, top_index = cand.topk(n)
+        for s, i in zip(top_scores.tolist(), top_index.tolist()):
+            if s == NEG:
+                return out
+            if i in processed:
+                continue
+            processed.add(i)
+            j, t = divmod(i, vocab)
+            if not allowed(j, t):
+                continue
+            parent = b * k + j
+            if t in stop_set:
+                m = len(beams[parent]) + 1
+                finished.append(Hypothesis(list(beams[parent]), s, s / m ** length_penalty, True))
+                if len(finished) >= k:
+                    return out
+                continue
+            out.append((s, parent, t))
+            if len(out) == k:
+                return out
+        if n >= cand.numel():
+            return out
+        if lazy and n >= 16 * k:  # the best candidates ran out: full allowed sets from here on
+            lazy = False
+        n = min(n * 4, cand.numel())
+
+
+def _reorder_generated(cache: KVCache, index: torch.Tensor, start: int):
+    """KVCache.reorder for beams whose rows share positions [0, start) (the prompt: every slot copies a beam
+    of its own prompt): only the generated positions [start, length) move."""
+    if cache.k is None or cache.length <= start:
+        return
+    end = cache.length
+    cache.k[:, :, :, start:end] = cache.k[:, index, :, start:end]
+    cache.v[:, :, :, start:end] = cache.v[:, index, :, start:end]
 
 
 class _BeamRows:

@@ -49,6 +49,9 @@ SET_OPS = ("union", "intersect", "except")
 COMPARISONS = ("=", "!=", "<>", "<", ">", "<=", ">=")
 ARITHMETIC = ("+", "-", "*", "/")
 SMALL_INTS = tuple(str(i) for i in range(11))
+KEYWORDS = frozenset(("select", "distinct", "from", "where", "group", "by", "having", "order", "asc", "desc",
+                      "limit", "join", "on", "as", "and", "or", "not", "like", "between", "in", "is", "null")
+                     + AGGREGATES + SET_OPS)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMBER_IN_TEXT = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w])")
 _NUMBER_PREFIX = re.compile(r"^\d+(\.\d*)?$")
@@ -59,6 +62,15 @@ SINGLE_PUNCT = frozenset("(),*+-/")
 SPACES = frozenset(" ")  # one space between lexemes (no tabs, newlines, comments or runs of spaces)
 MAX_TABLES = 5  # tables in one FROM (Spider train joins at most 5; more is a runaway cross join)
 MAX_DEPTH = 4  # nested parentheses (conditions, subqueries, IN lists): a decode must be able to close them
+MAX_SUBQUERIES = 2  # SELECTs nested below the top one, one inside the other (Spider train: at most 2)
+MAX_ARITHMETIC = 3  # + - * / in one expression (Spider train uses at most 2)
+MAX_DECIMALS = 2  # decimals of a number taken from a column's range rather than written somewhere
+# the completer (SQLPrefixChecker.completion): how often one path may use a piece that opens more to close,
+# and the words it never needs
+EXPANSIONS = {"join": 4, "and": 2, "select": 1, "in": 1, "(": 1, "*": 1, ",": 4}
+_NOT_FOR_COMPLETION = frozenset(("select", "in", "like", "between", "distinct", "not", "or", "on", "as", "is",
+                                 "and", "join", "where", "group", "having", "order", "limit", "asc", "desc",
+                                 "union", "intersect", "except", "count", "sum", "avg", "min", "max"))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -79,8 +91,8 @@ class NumSpec:
 
 @dataclass
 class _ColumnValues:
-    texts: list[str]          # distinct values as lower-case text, sorted
-    joined: str               # "\n".join(texts), for substring tests
+    texts: list[str]          # distinct values as text (lower case unless exact_case), sorted
+    joined: str               # "\n".join(texts) in lower case, for LIKE's substring tests
     exact: frozenset[str]
     low: float | None = None  # numeric range when every value is a number
     high: float | None = None
@@ -89,8 +101,12 @@ class _ColumnValues:
 class ValueSource:
     """The literals a query may contain: spans of the question, and (with a database) column values."""
 
-    def __init__(self, question: str, db_path: str | Path | None = None, real_names=None):
-        self.question = question.lower()
+    def __init__(self, question: str, db_path: str | Path | None = None, real_names=None, exact_case: bool = True):
+        # exact_case: a string is copied as the question or the column writes it (SQLite's = is
+        # case-sensitive); LIKE pieces (case-insensitive in SQLite) are compared in lower case either way
+        self.exact = exact_case
+        self.question = question if exact_case else question.lower()
+        self.question_lower = question.lower()
         self.db_path = Path(db_path) if db_path else None
         # (table, column) as the schema names them -> as the database does (schema tags: tab1.col3 -> real)
         self.real_names = real_names
@@ -119,12 +135,12 @@ class ValueSource:
         finally:
             conn.close()
         values = [r[0] for r in rows if r[0] is not None]
-        texts = sorted({str(v).lower() for v in values})
+        texts = sorted({str(v) if self.exact else str(v).lower() for v in values})
         nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         low = high = None
         if values and len(nums) == len(values):
             low, high = float(min(nums)), float(max(nums))
-        return _ColumnValues(texts, "\n".join(texts), frozenset(texts), low, high)
+        return _ColumnValues(texts, "\n".join(texts).lower(), frozenset(texts), low, high)
 
     # strings ------------------------------------------------------------------------------------------
     def _question_span(self, text: str, complete: bool) -> bool:
@@ -139,13 +155,13 @@ class ValueSource:
         return False
 
     def string_viable(self, spec: StrSpec, content: str) -> bool:
-        c = content.lower()
+        c = content if self.exact else content.lower()
         if not c:
             return True
         values = self.column(spec.column)
         if spec.like:
-            return all(not p or p in self.question or (values is not None and p in values.joined)
-                       for p in c.split("%"))
+            return all(not p or p in self.question_lower or (values is not None and p in values.joined)
+                       for p in c.lower().split("%"))
         if self._question_span(c, complete=False):
             return True
         if values is not None:
@@ -154,7 +170,7 @@ class ValueSource:
         return False
 
     def string_complete(self, spec: StrSpec, content: str) -> bool:
-        c = content.lower()
+        c = content if self.exact else content.lower()
         if not c.strip("%"):
             return False
         if spec.like:
@@ -183,7 +199,9 @@ class ValueSource:
             return False
         if text.startswith("0") and len(text) > 1 and text[1] != ".":
             return False
-        if "." in text:
+        if "." in text:  # a number from the column's range has at most 2 decimals (no runaway 21.069696...)
+            if len(text) - text.index(".") - 1 > MAX_DECIMALS:
+                return False
             lo = float(text.rstrip(".") or 0)
             return lo <= values.high and lo + 10 ** -(len(text) - text.index(".") - 1) > values.low
         p = int(text)
@@ -207,7 +225,7 @@ class ValueSource:
             return False
         if text in values.exact:
             return True
-        if values.low is None:
+        if values.low is None or ("." in text and len(text) - text.index(".") - 1 > MAX_DECIMALS):
             return False
         try:
             return values.low <= float(text) <= values.high
@@ -220,23 +238,50 @@ class ValueSource:
 
 
 class SchemaIndex:
-    """Lower-case table and column names of a schema (only names SQL can write without quotes)."""
+    """Lower-case table and column names of a schema (only names SQL can write without quotes), the
+    spellings each may be written in, and the alias names (T1..T9, minus any that a table or column is
+    called: a schema whose names are tags such as t1/c3 gets A1..A9 instead)."""
 
     def __init__(self, schema: Schema):
         self.columns: dict[str, tuple[str, ...]] = {}
+        self.spell: dict[str, set] = {}  # lower-case name -> the schema's own spellings of it
         for t in schema.tables:
             if _IDENT.match(t.name) and t.name.lower() not in self.columns:
                 self.columns[t.name.lower()] = tuple(dict.fromkeys(
                     c.name.lower() for c in t.columns if _IDENT.match(c.name)))
+                self.spell.setdefault(t.name.lower(), set()).add(t.name)
+                for c in t.columns:
+                    if _IDENT.match(c.name):
+                        self.spell.setdefault(c.name.lower(), set()).add(c.name)
         self.tables = tuple(self.columns)
         self.sat_cache: dict = {}
+        self._spellings: dict[str, frozenset] = {}
         self.all_columns = tuple(sorted({c for cols in self.columns.values() for c in cols}))
         self.tables_with: dict[str, tuple[str, ...]] = {
             c: tuple(t for t in self.tables if c in self.columns[t]) for c in self.all_columns}
+        self.aliases = tuple(a for a in ALIASES if a not in self.spell)
+        if len(self.aliases) < len(ALIASES):
+            self.aliases = tuple(a for a in (f"a{i}" for i in range(1, 10)) if a not in self.spell) or self.aliases
         # before FROM, any column of any table may be named, bare or qualified by its table or an alias
         self.pre_from_words = frozenset(self.all_columns) | frozenset(
             f"{t}.{c}" for t in self.tables for c in self.columns[t]) | frozenset(
-            f"{a}.{c}" for a in ALIASES for c in self.all_columns)
+            f"{a}.{c}" for a in self.aliases for c in self.all_columns)
+
+    def spellings(self, word: str) -> frozenset:
+        """The exact texts a lower-case word may be written as: a keyword or an alias in upper or lower
+        case (SELECT, select, T1, t1; never SeLeCt), a table or column only as the schema spells it."""
+        out = self._spellings.get(word)
+        if out is None:
+            q, dot, c = word.rpartition(".")
+            if dot:
+                out = frozenset(a + "." + b for a in self.spellings(q) for b in self.spell.get(c, ()))
+            else:
+                out = set(self.spell.get(word, ()))
+                if word in KEYWORDS or word in self.aliases:
+                    out |= {word, word.upper()}
+                out = frozenset(out)
+            self._spellings[word] = out
+        return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -266,7 +311,10 @@ class _Scope:
     bindings: list = field(default_factory=list)  # [(name used in SQL, table)], in FROM order
     aliased: set = field(default_factory=set)     # tables that were given an alias
     pending: list = field(default_factory=list)   # [(qualifier or None, column)] named before FROM
+    bare: set = field(default_factory=set)        # unqualified columns named in ON clauses
+    pending_agg: list = field(default_factory=list)  # the pending references inside an aggregate
     in_from: bool = False
+    from_done: bool = False
     aggregates: bool = False  # an aggregate in the SELECT list or a GROUP BY
     width: int | None = None  # result columns (None: unknown, a * was selected)
 
@@ -283,6 +331,7 @@ class _Parser:
         self.exp = Expected()
         self.depth = 0
         self.no_numbers = False  # set for the first primary of an ORDER BY / GROUP BY term
+        self.agg_scope = None  # the scope whose aggregate call's argument is being read
 
     # token helpers -------------------------------------------------------------------------------------
     def eof(self) -> bool:
@@ -331,8 +380,16 @@ class _Parser:
             return
         raise _Reject
 
+    def nesting(self, scope) -> int:
+        n = 0
+        while scope is not None:
+            n, scope = n + 1, scope.parent
+        return n
+
     def query(self, parent, single=False):
         """single: a subquery used as a value (one result column)."""
+        if self.nesting(parent) > MAX_SUBQUERIES:
+            raise _Reject
         scope = self.select_core(parent, 1 if single else None)
         compound = False
         # the parts of a compound select have as many result columns as the first (not known after a *)
@@ -390,16 +447,18 @@ class _Parser:
         self.table_ref(scope)
         while True:
             # another table only when one can join without making a SELECT-list column ambiguous
-            can_join = (len(scope.bindings) < MAX_TABLES or not self.pending_resolved(scope)) and any(
+            can_join = len(scope.bindings) < MAX_TABLES and any(
                 self.table_allowed(scope, t) for t in self.index.tables)
             joined = can_join and (self.accept_word("join") or self.accept_punct(","))
             if not joined:
                 if self.eof():  # FROM may end here only if the SELECT list's columns resolve now
-                    if self.pending_resolved(scope):
+                    if self.pending_resolved(scope) and self.finish_from(scope):
+                        scope.from_done = True
                         return
                     raise _EndOfInput
-                if not self.pending_resolved(scope):
+                if not (self.pending_resolved(scope) and self.finish_from(scope)):
                     raise _Reject
+                scope.from_done = True
                 return
             self.table_ref(scope)
             if joined == "join" and self.accept_word("on"):
@@ -408,7 +467,7 @@ class _Parser:
     def table_ref(self, scope: _Scope):
         tables = [t for t in self.index.tables if self.table_allowed(scope, t)]
         table = self.expect_word(*tables)
-        aliases = tuple(a for a in ALIASES if self.binding_allowed(scope, table, a))
+        aliases = tuple(a for a in self.index.aliases if self.binding_allowed(scope, table, a))
         alias = None
         if aliases and self.accept_word("as"):
             alias = self.expect_word(*aliases)
@@ -423,28 +482,39 @@ class _Parser:
 
     def table_allowed(self, scope: _Scope, table: str) -> bool:
         """Whether `table` can be joined (with some alias or none) and FROM still be completed."""
-        names = [None] + [a for a in ALIASES if scope.binding(a) is None]
+        names = [None] + [a for a in self.index.aliases if scope.binding(a) is None]
         return any(self.binding_allowed(scope, table, a) for a in names)
 
     def binding_allowed(self, scope: _Scope, table: str, alias) -> bool:
         name = alias or table
         if scope.binding(name) is not None:
             return False
+        cols = self.index.columns
+        # SQLite resolves names once the whole FROM is read: a column an ON clause named bare must not
+        # become ambiguous through a later join
+        if any(c in cols[table] and any(c in cols[t] for _, t in scope.bindings) for c in scope.bare):
+            return False
         return self.satisfiable(scope, tuple(scope.bindings) + ((name, table),))
 
     def sat_with(self, scope: _Scope, word: str) -> bool:
         q, _, c = word.rpartition(".")
-        scope.pending.append((q or None, c))
+        ref = (q or None, c)
+        in_agg = self.agg_scope is scope
+        scope.pending.append(ref)
+        if in_agg:
+            scope.pending_agg.append(ref)
         try:
             return self.satisfiable(scope, ())
         finally:
             scope.pending.pop()
+            if in_agg:
+                scope.pending_agg.pop()
 
     def satisfiable(self, scope: _Scope, bindings: tuple) -> bool:
         """Can more tables be joined to `bindings` so that every SELECT-list reference resolves exactly once?"""
         if not scope.pending:
             return True
-        key = (bindings, tuple(scope.pending), self._outer_key(scope.parent))
+        key = (bindings, tuple(scope.pending), tuple(scope.pending_agg), self._outer_key(scope.parent))
         hit = self.index.sat_cache.get(key)
         if hit is None:
             hit = self.index.sat_cache[key] = self._satisfiable(scope, bindings, 0)
@@ -462,21 +532,23 @@ class _Parser:
         bound = dict(bindings)
         cols = self.index.columns
         unmet = None
+        agg = scope.pending_agg  # (these must resolve here, not in an outer query)
         for q, c in scope.pending:
+            outer = None if (q, c) in agg else scope.parent
             if q is None:
                 n = sum(c in cols[t] for t in bound.values())
                 if n > 1:
                     return False
-                if n == 0 and self.resolve(scope.parent, None, c) is None and unmet is None:
+                if n == 0 and self.resolve(outer, None, c) is None and unmet is None:
                     unmet = ("bare", c)
             elif q in bound:
                 if c not in cols[bound[q]]:
                     return False
-            elif self.resolve(scope.parent, q, c) is None and unmet is None:
-                unmet = ("alias" if q in ALIASES else "table", q)
+            elif self.resolve(outer, q, c) is None and unmet is None:
+                unmet = ("alias" if q in self.index.aliases else "table", q)
         if unmet is None:
             return True
-        if depth >= 4:
+        if depth >= 4 or len(bindings) >= MAX_TABLES:
             return False
         kind, x = unmet
         if kind == "table":
@@ -484,7 +556,7 @@ class _Parser:
         elif kind == "alias":
             options = [(x, t) for t in self.index.tables]
         else:
-            options = [(t if t not in bound else next((a for a in ALIASES if a not in bound), t), t)
+            options = [(t if t not in bound else next((a for a in self.index.aliases if a not in bound), t), t)
                        for t in self.index.tables if x in cols[t]]
         return any(self._satisfiable(scope, bindings + (o,), depth + 1) for o in options if o[0] not in bound)
 
@@ -510,7 +582,7 @@ class _Parser:
     def column_words(self, scope: _Scope) -> set:
         if not scope.in_from:
             words = set(self.index.pre_from_words)
-            for a in {q for q, _ in scope.pending if q in ALIASES}:
+            for a in {q for q, _ in scope.pending if q in self.index.aliases}:
                 used = {c for q, c in scope.pending if q == a}
                 ok = {c for cols in self.index.columns.values() if used <= set(cols) for c in cols}
                 words -= {f"{a}.{c}" for c in self.index.all_columns if c not in ok}
@@ -518,9 +590,10 @@ class _Parser:
                 words = {w for w in words if self.sat_with(scope, w)}
             return words
         words = set()
-        for c in self.index.all_columns:
-            if self.resolve(scope, None, c) is not None:
-                words.add(c)
+        if scope.from_done or self.pending_resolved(scope):  # (column_ref: bare names in ON)
+            for c in self.index.all_columns:
+                if self.resolve(scope, None, c) is not None:
+                    words.add(c)
         seen = set()
         s = scope
         while s is not None:
@@ -538,18 +611,49 @@ class _Parser:
         if not scope.in_from:
             if word not in self.index.pre_from_words:
                 raise _Reject
-            if q in ALIASES and not any(set(c2 for q2, c2 in scope.pending if q2 == q) | {c} <= set(cols)
+            if q in self.index.aliases and not any(set(c2 for q2, c2 in scope.pending if q2 == q) | {c} <= set(cols)
                                         for cols in self.index.columns.values()):
                 raise _Reject
+            if self.agg_scope is scope:
+                scope.pending_agg.append((q, c))
             scope.pending.append((q, c))
             if not self.satisfiable(scope, ()):
                 raise _Reject
             t = q if q in self.index.columns else self.index.tables_with[c][0]
             return t, c
         hit = self.resolve(scope, q, c)
-        if hit is None:
+        if hit is None or not self.home_ok(scope, q, c, self.agg_scope is scope):
             raise _Reject
         return hit
+
+    def home(self, scope, qualifier, column) -> _Scope | None:
+        """The scope a resolvable reference resolves in (inner first)."""
+        while scope is not None:
+            if (scope.binding(qualifier) is not None if qualifier
+                    else any(column in self.index.columns[t] for _, t in scope.bindings)):
+                return scope
+            scope = scope.parent
+        return None
+
+    def home_ok(self, scope, q, c, in_aggregate) -> bool:
+        """Rules about where a resolved reference lives. In an aggregate: this scope's own tables (an outer
+        column makes the aggregate the outer query's: "misuse of aggregate"). A bare name in a FROM that is
+        still being read (an ON clause, or a subquery in one): only once no more joins are needed there (a
+        join the SELECT list still needs could make it ambiguous), and later joins keep it unambiguous
+        (binding_allowed)."""
+        home = self.home(scope, q, c)
+        if in_aggregate and home is not scope:
+            return False
+        if q is None and home is not None and not home.from_done:
+            if not self.pending_resolved(home):
+                return False
+            home.bare.add(c)
+        return True
+
+    def finish_from(self, scope) -> bool:
+        """The checks of home_ok for the columns named before this FROM, once they resolve."""
+        agg = set(scope.pending_agg)
+        return all(self.home_ok(scope, q, c, (q, c) in agg) for q, c in scope.pending)
 
     # conditions and expressions -----------------------------------------------------------------------------
     def condition(self, scope, agg):
@@ -561,9 +665,9 @@ class _Parser:
             if not self.accept_word("or"):
                 return
 
-    def predicate(self, scope, agg):
-        if self.accept_word("not"):
-            return self.predicate(scope, agg)
+    def predicate(self, scope, agg, negated=False):
+        if not negated and self.accept_word("not"):  # one NOT (no runaway NOT NOT NOT ...)
+            return self.predicate(scope, agg, True)
         col = self.expr(scope, agg)
         negated = self.accept_word("not")
         if not negated and self.accept_punct(*COMPARISONS):
@@ -577,7 +681,7 @@ class _Parser:
         elif self.accept_word("in"):
             self.expect_punct("(")
             self.depth += 1
-            if self.accept_word("select"):
+            if self.nesting(scope) <= MAX_SUBQUERIES and self.accept_word("select"):
                 self.i -= 1
                 self.query(scope, single=True)
             else:
@@ -595,9 +699,11 @@ class _Parser:
 
     def expr(self, scope, agg, hint=None, like=False, star_ok=False):
         col = self.term(scope, agg, hint, like)
-        while self.accept_punct(*ARITHMETIC):
+        n = 0
+        while n < MAX_ARITHMETIC and self.accept_punct(*ARITHMETIC):
             self.term(scope, agg, hint, like)
             col = None
+            n += 1
         return col
 
     def term(self, scope, agg, hint, like):
@@ -607,8 +713,7 @@ class _Parser:
 
     def primary(self, scope, agg, hint, like):
         no_numbers, self.no_numbers = self.no_numbers, False
-        if self.eof():
-            self.exp.puncts.add("-")
+        if self.eof():  # (a unary minus is term's)
             if self.depth < MAX_DEPTH:
                 self.exp.puncts.add("(")
             if agg and self.depth < MAX_DEPTH:
@@ -627,22 +732,26 @@ class _Parser:
             self.expect_punct("(")
             self.depth += 1
             col = None
+            outer_agg, self.agg_scope = self.agg_scope, scope
             if text == "count" and self.accept_punct("*"):
                 pass
             else:
                 self.accept_word("distinct")
                 col = self.expr(scope, agg=False)
+            self.agg_scope = outer_agg
             self.expect_punct(")")
             self.depth -= 1
             return col
         if kind == "p" and text == "(" and self.depth < MAX_DEPTH:
             self.i += 1
             self.depth += 1
-            if self.eof():
+            sub_ok = self.nesting(scope) <= MAX_SUBQUERIES and self.agg_scope is not scope  # none in an aggregate
+            if self.eof() and sub_ok:
                 self.exp.words.add("select")
-            if not self.eof() and self.peek() == ("w", "select"):
+            if sub_ok and not self.eof() and self.peek() == ("w", "select"):
                 self.query(scope, single=True)
             else:
+                self.no_numbers = no_numbers  # ORDER BY (2) is positional too
                 self.condition(scope, agg)
             self.expect_punct(")")
             self.depth -= 1
@@ -663,7 +772,8 @@ class _Parser:
         raise _Reject
 
     def positional_guard(self):
-        """ORDER BY / GROUP BY 2 means "the second result column": no bare number may start such a term."""
+        """ORDER BY / GROUP BY 2 means "the second result column" (and so do (2) and -2 to SQLite): the
+        first primary of such a term is no number, even behind brackets and a minus (primary, term)."""
         if not self.eof() and self.peek()[0] == "n":
             raise _Reject
         self.no_numbers = True
@@ -686,13 +796,14 @@ class Options:
     strings: tuple
     numbers: tuple
     end: bool
+    spelled: tuple        # sorted: the texts the words may be written as (SchemaIndex.spellings)
 
     def word_viable(self, prefix: str) -> bool:
-        i = bisect_left(self.words, prefix)
-        return i < len(self.words) and self.words[i].startswith(prefix)
+        i = bisect_left(self.spelled, prefix)
+        return i < len(self.spelled) and self.spelled[i].startswith(prefix)
 
 
-def parse_prefix(index: SchemaIndex, values: ValueSource, lexemes: tuple) -> Options | None:
+def parse_prefix(index: SchemaIndex, values: ValueSource, lexemes: tuple, exact_case: bool = True) -> Options | None:
     """The options after a lexeme prefix, or None when no valid SQL starts with it."""
     p = _Parser(index, values, lexemes)
     try:
@@ -704,8 +815,10 @@ def parse_prefix(index: SchemaIndex, values: ValueSource, lexemes: tuple) -> Opt
     e = p.exp
     if not (e.words or e.puncts or e.strings or e.numbers or e.end):
         return None
-    return Options(tuple(sorted(e.words)), frozenset(e.puncts), tuple(dict.fromkeys(e.strings)),
-                   tuple(dict.fromkeys(e.numbers)), e.end)
+    words = tuple(sorted(e.words))
+    spelled = tuple(sorted({s for w in words for s in index.spellings(w)})) if exact_case else words
+    return Options(words, frozenset(e.puncts), tuple(dict.fromkeys(e.strings)),
+                   tuple(dict.fromkeys(e.numbers)), e.end, spelled)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -719,21 +832,28 @@ class SQLPrefixChecker:
     """Character-level: is this text the start of valid SQL for this schema and question, and is it complete?
 
     A state is a hashable tuple (lexeme prefix id, lexer mode, partial lexeme); `feed` returns the next
-    state or None. `check(text)` and `accepts(text)` are the whole-string conveniences (tests use them)."""
+    state or None. `check(text)` and `accepts(text)` are the whole-string conveniences (tests use them).
 
-    def __init__(self, schema: Schema, question: str = "", db_path: str | Path | None = None, real_names=None):
+    exact_case (the default, for decoding): tables and columns only as the schema spells them, keywords and
+    aliases in upper or lower case, strings as the question or the column writes them. False: SQLite's own
+    case-insensitive rules (for checking gold queries written by people, as Spider's are)."""
+
+    def __init__(self, schema: Schema, question: str = "", db_path: str | Path | None = None, real_names=None,
+                 exact_case: bool = True):
+        self.exact = exact_case
         self.index = SchemaIndex(schema)
-        self.values = ValueSource(question, db_path, real_names)
+        self.values = ValueSource(question, db_path, real_names, exact_case)
         self._lexemes: list[tuple] = [()]
         self._child: dict[tuple, int] = {}
         self._options: dict[int, Options | None] = {}
         self._feed: dict[tuple, tuple | None] = {}
+        self._completions: dict[tuple, str | None] = {}
         self.start = (0, SEP, "")
 
     # lexeme prefixes -----------------------------------------------------------------------------------
     def options(self, pid: int) -> Options | None:
         if pid not in self._options:
-            self._options[pid] = parse_prefix(self.index, self.values, self._lexemes[pid])
+            self._options[pid] = parse_prefix(self.index, self.values, self._lexemes[pid], self.exact)
         return self._options[pid]
 
     def _push(self, pid: int, lexeme: tuple) -> int | None:
@@ -766,9 +886,9 @@ class SQLPrefixChecker:
             return self._start(pid, ch, mode, buf)
         if mode == WORD:
             if ch in WORD_CHARS:
-                nb = buf + ch.lower()
+                nb = buf + (ch if self.exact else ch.lower())
                 return (pid, WORD, nb) if self.options(pid).word_viable(nb) else None
-            return self._end_then(pid, ("w", buf), ch)
+            return self._end_then(pid, ("w", buf.lower()), ch)
         if mode == NUM:
             if ch in DIGITS or ch == ".":
                 nb = buf + ch
@@ -814,11 +934,11 @@ class SQLPrefixChecker:
             return None if mode == SPACE else (pid, SPACE, "")
         opts = self.options(pid)
         if ch in WORD_CHARS and ch not in DIGITS and ch != ".":
-            c = ch.lower()
+            c = ch if self.exact else ch.lower()
             return (pid, WORD, c) if opts.word_viable(c) else None
         if ch in DIGITS:
             return (pid, NUM, ch) if any(self.values.number_viable(s, ch) for s in opts.numbers) else None
-        if ch in "'\"":
+        if ch == "'" or (ch == '"' and not self.exact):  # ("x" is a column when one is called x: not for decoding)
             return (pid, STR, (ch, "", False)) if opts.strings else None
         if ch in OP_CHARS:
             return (pid, OP, ch) if any(p.startswith(ch) for p in opts.puncts) else None
@@ -838,7 +958,7 @@ class SQLPrefixChecker:
                 return False
             pid = self._push(pid, ("s", content))
         elif mode in (WORD, NUM, OP):
-            pid = self._push(pid, ({WORD: "w", NUM: "n", OP: "p"}[mode], buf))
+            pid = self._push(pid, ({WORD: "w", NUM: "n", OP: "p"}[mode], buf.lower() if mode == WORD else buf))
         if pid is None:
             return False
         opts = self.options(pid)
@@ -853,72 +973,117 @@ class SQLPrefixChecker:
         return self.can_end(self.check(text))
 
     # completion: a short way to finish the SQL from a state (used when the token budget runs out) ----------
-    def completion(self, state: tuple, max_pieces: int = 48) -> str | None:
-        """Text that makes the SQL complete from `state`, picked greedily (close brackets first, then the
-        keyword FROM/BY, then a column or table, a number, a string); None when none is found."""
-        text, st = "", state
-        for _ in range(max_pieces):
+    def completion(self, state: tuple, budget: int = 2000, max_pieces: int = 40) -> str | None:
+        """A short text that makes the SQL complete from `state`, or None when none is found.
+
+        A depth-first search over a few pieces per state, in the order that closes fastest (a closing
+        bracket, FROM/BY/NULL, short numbers, words and strings, then the pieces that open more: JOIN, AND,
+        SELECT, IN, a bracket, a comma, each at most EXPANSIONS[piece] times on one path), backtracking out
+        of dead ends, at most `budget` states. Clauses that are never needed to finish (WHERE, GROUP BY,
+        ORDER BY, LIMIT, a set operation, ASC/DESC, DISTINCT) are not tried. Every state on the path found
+        remembers the rest of the path."""
+        if state in self._completions:
+            return self._completions[state]
+        seen = {state}
+        path: list[tuple[tuple, str]] = []  # (state, piece written from it)
+        used: dict[str, int] = {}
+        stack = [(state, iter(self._pieces(state)))]
+        found = None
+        while stack and len(seen) < budget:
+            st, pieces = stack[-1]
             if self.can_end(st):
-                return text
-            piece = self._next_piece(st)
-            if piece is None:
-                return None
-            text, st = text + piece, self.feed_text(st, piece)
-        return None
+                found = ""
+                break
+            known = self._completions.get(st)
+            if known is not None:
+                found = known
+                break
+            nxt = None
+            if len(stack) <= max_pieces:
+                for piece, kind in pieces:
+                    if kind and used.get(kind, 0) >= EXPANSIONS[kind]:
+                        continue
+                    cand = self.feed_text(st, piece)
+                    if cand is not None and cand not in seen:
+                        nxt = cand
+                        break
+            if nxt is None:
+                stack.pop()
+                if path:
+                    kind = path.pop()[2]
+                    if kind:
+                        used[kind] -= 1
+                continue
+            seen.add(nxt)
+            path.append((st, piece, kind))
+            if kind:
+                used[kind] = used.get(kind, 0) + 1
+            stack.append((nxt, iter(self._pieces(nxt))))
+        if found is None:
+            self._completions[state] = None
+            return None
+        rest = found
+        for st, piece, _ in reversed(path):
+            rest = piece + rest
+            if self._completions.get(st) is None or len(self._completions[st]) > len(rest):
+                self._completions[st] = rest
+        return self._completions[state]
 
-    def _ok(self, st, piece, delimit=False):
-        nxt = self.feed_text(st, piece)
-        return nxt is not None and (not delimit or self.feed(nxt, " ") is not None or self.can_end(nxt))
+    def spell(self, word: str) -> str:
+        """The one spelling the completer writes a lower-case word in (upper-case keywords and aliases)."""
+        if not self.exact:
+            return word
+        forms = self.index.spellings(word)
+        return word.upper() if word.upper() in forms else min(forms, default=word)
 
-    def _next_piece(self, st):
+    def _pieces(self, st, words_per_state: int = 8):
+        """[(piece, kind)]: kind names a piece that opens more to close (EXPANSIONS), else ""."""
         pid, mode, buf = st
         opts = self.options(pid)
+        numbers = sorted(set(self.values.numbers) | set(SMALL_INTS), key=lambda n: (len(n), n))
         if mode in (WORD, NUM, OP):
-            if self._ok(st, " "):
-                return " "
+            out = [" "]
             if mode == WORD:
-                cands = [w[len(buf):] for w in opts.words if w.startswith(buf)]
+                out += sorted((w[len(buf):] for w in opts.spelled if w.startswith(buf) and len(w) > len(buf)),
+                              key=len)[:words_per_state]
             elif mode == NUM:
-                cands = [n[len(buf):] for n in sorted(self.values.numbers) + list(SMALL_INTS) if n.startswith(buf)]
+                out += [n[len(buf):] for n in numbers if n.startswith(buf) and len(n) > len(buf)][:4]
+                out += list("0123456789")  # (a number inside a column's range)
             else:
-                cands = [p[len(buf):] for p in opts.puncts if p.startswith(buf)]
-            return next((c for c in cands if c and self._ok(st, c, delimit=True)), None)
+                out += [p[len(buf):] for p in opts.puncts if p.startswith(buf) and len(p) > len(buf)]
+            return [(p, "") for p in out]
         if mode == STR:
             quote, content, pending = buf
             if pending:
-                return " " if self._ok(st, " ") else None
-            if self._ok(st, quote):
-                return quote
-            q, c = self.values.question, content.lower()
+                return [(" ", "")]
+            out = [quote]
+            q, c = self.values.question, content if self.exact else content.lower()
+            if not c:
+                out += [w + quote for w in sorted(dict.fromkeys(re.findall(r"[A-Za-z0-9]+", q)), key=len)[:4]]
             i = q.find(c) if c else -1
-            while i >= 0:
+            while i >= 0 and len(out) < 4:
                 j = i + len(c)
                 while j < len(q) and q[j].isalnum():
                     j += 1
-                rest = q[i + len(c):j] + quote
-                if len(rest) > 1 and self._ok(st, rest):
-                    return rest
+                if j > i + len(c):
+                    out.append(q[i + len(c):j] + quote)
                 i = q.find(c, i + 1)
-            return None
+            return [(p, "") for p in out]
         lead = "" if mode == SPACE or buf else " "
-        cands = []
-        if ")" in opts.puncts:
-            cands.append(")")
-        cands += [w for w in ("from", "by", "null") if w in opts.words]
+        out = [")"] if ")" in opts.puncts else []
+        words = [w for w in opts.words if w not in _NOT_FOR_COMPLETION]
+        words.sort(key=lambda w: (w not in ("from", "by", "null"), len(w), w))
+        out += [lead + self.spell(w) for w in words[:2]]
         if opts.numbers:
-            cands += [n for n in sorted(self.values.numbers) + list(SMALL_INTS)]
-        cands += [w for w in opts.words if w not in ("select", "and", "or", "not", "in", "like", "between", "is",
-                                                     "join", "on", "as", "distinct") and w not in AGGREGATES]
+            out += [lead + n for n in numbers[:3]]
+        out += [lead + self.spell(w) for w in words[2:words_per_state]]
         if opts.strings:
-            words = dict.fromkeys(re.findall(r"[a-z0-9]+", self.values.question))
-            cands += ["'" + w + "'" for w in words]
-        cands += [w for w in ("and", "join") if w in opts.words] + [p for p in ("*", ",") if p in opts.puncts]
-        cands += [w for w in ("select", "in") if w in opts.words]
-        for c in cands:
-            piece = ("" if c[0] in ")*," else lead) + c
-            if self._ok(st, piece, delimit=c[0].isalnum()):
-                return piece
-        return None
+            found = dict.fromkeys(re.findall(r"[A-Za-z0-9]+", self.values.question))
+            out += [lead + "'" + w + "'" for w in sorted(found, key=len)[:4]]
+        out = [(p, "") for p in out]
+        out += [(lead + self.spell(w), w) for w in ("join", "and", "select", "in") if w in opts.words]
+        out += [(p, p) for p in ("(", "*", ",") if p in opts.puncts]
+        return out
 
     def reject_reason(self, text: str) -> str | None:
         """Where a complete query stops being accepted (for reports): None when it is accepted."""
@@ -1000,23 +1165,32 @@ class SQLConstraint:
 
     `allowed_ids(generated)` lists the token ids that may follow the SQL tokens generated so far; the
     end id is in it exactly when the SQL is complete. States are kept per generated prefix, so beams that
-    share a prefix share the work."""
+    share a prefix share the work.
+
+    The token budget: with max_tokens (the decode's steps, <|end|> included) every id that is allowed
+    leaves a way to finish in time. Within `window` steps of the end, an id is allowed only if the state it
+    leads to has a completion (SQLPrefixChecker.completion, spelled in tokens) that still fits, counting
+    the <|end|>; the first token of the current state's completion always fits, since each state on a
+    completion's path remembers the rest of it. So a decode never runs out of steps inside a query."""
 
     def __init__(self, tokenizer, schema: Schema, question: str = "", db_path: str | Path | None = None,
-                 end_id: int | None = None, max_tokens: int | None = None, end_margin: int = 24, real_names=None):
+                 end_id: int | None = None, max_tokens: int | None = None, window: int = 40, real_names=None,
+                 exact_case: bool = True):
         from text2sql.prompt import SQL_END_TOKEN, special_token_ids
 
         self.tokenizer = tokenizer
         self.trie = TokenTrie.for_tokenizer(tokenizer)
-        self.checker = SQLPrefixChecker(schema, question, db_path, real_names)
+        self.checker = SQLPrefixChecker(schema, question, db_path, real_names, exact_case)
         self.end_id = special_token_ids(tokenizer)[SQL_END_TOKEN] if end_id is None else end_id
         self._states: dict[tuple, tuple | None] = {(): self.checker.start}
+        self._next: dict[tuple, tuple | None] = {}  # (state, id) -> state
         self._allowed: dict[tuple, list[int]] = {}
-        self._closings: dict[tuple, list[int] | None] = {}
+        self._cost: dict[tuple, int | None] = {}  # state -> tokens of a known completion (0: complete)
+        self._budgeted: dict[tuple, list[int]] = {}  # (state, tokens left) -> allowed ids
         self._text: dict[int, str] = {}
         self._special_ids = set(dict(tokenizer.special_tokens).values())
-        # near the token budget, complete SQL must end (a decode that runs out of steps writes no SQL)
-        self.must_end_after = None if max_tokens is None else max(0, max_tokens - end_margin)
+        self.max_tokens = max_tokens
+        self.window = window
 
     def _token_text(self, i: int) -> str | None:
         t = self._text.get(i)
@@ -1028,25 +1202,43 @@ class SQLConstraint:
             self._text[i] = t
         return t
 
+    def next_state(self, st: tuple | None, t: int) -> tuple | None:
+        """The state after id t (None: t may not follow; the end id is not an ordinary step)."""
+        if st is None:
+            return None
+        key = (st, t)
+        out = self._next.get(key, key)
+        if out is key:
+            out = None if t in self._special_ids or t >= self.trie.n_vocab \
+                else self.checker.feed_text(st, self._token_text(t))
+            self._next[key] = out
+        return out
+
     def state(self, generated) -> tuple | None:
         key = tuple(generated)
-        if key in self._states:
-            return self._states[key]
-        prev = self.state(key[:-1])
-        t = key[-1]
-        st = None if prev is None or t in self._special_ids or t >= self.trie.n_vocab \
-            else self.checker.feed_text(prev, self._token_text(t))
-        self._states[key] = st
+        st = self._states.get(key, key)
+        if st is not key:
+            return st
+        st = self._states[key] = self.next_state(self.state(key[:-1]), key[-1])
         return st
+
+    def _left(self, generated) -> int | None:
+        """Steps left (this one included) when the budget matters, else None."""
+        if self.max_tokens is None:
+            return None
+        left = self.max_tokens - len(generated)
+        return left if left <= self.window else None
 
     def allowed_ids(self, generated) -> list[int]:
         st = self.state(generated)
         if st is None:
             return []
-        if self.must_end_after is not None and len(generated) >= self.must_end_after:
-            closing = self._closing(st)
-            if closing is not None:
-                return closing
+        left = self._left(generated)
+        if left is not None:
+            return self._within_budget(st, left)
+        return self._all_allowed(st)
+
+    def _all_allowed(self, st) -> list[int]:
         ids = self._allowed.get(st)
         if ids is None:
             ids = self.trie.walk(self.checker, st)
@@ -1060,33 +1252,81 @@ class SQLConstraint:
         st = self.state(generated)
         if st is None:
             return False
-        if self.must_end_after is not None and len(generated) >= self.must_end_after:
-            closing = self._closing(st)
-            if closing is not None:
-                return token in closing
         if token == self.end_id:
             return self.checker.can_end(st)
-        if token >= self.trie.n_vocab or token in self._special_ids:
+        nxt = self.next_state(st, token)
+        if nxt is None:
             return False
-        return self.checker.feed_text(st, self._token_text(token)) is not None
+        left = self._left(generated)
+        return left is None or self._fits(st, token, nxt, left)
 
-    def _closing(self, st) -> list[int] | None:
-        """Near the budget: the ids that spell a prefix of the completion (or <|end|> once complete)."""
+    # the token budget ------------------------------------------------------------------------------------
+    def cost(self, st) -> int | None:
+        """Tokens of the shortest completion known from `st` (0 when complete; None: none found)."""
+        if st in self._cost:
+            return self._cost[st]
         if self.checker.can_end(st):
-            return [self.end_id]
-        if st not in self._closings:
-            text = self.checker.completion(st)
-            ids = None
-            if text:  # the longest token that spells the start of it (the fewest steps to the end)
-                ids, node = [], self.trie.root
-                for ch in text:
-                    node = node.children.get(ch)
-                    if node is None:
-                        break
-                    if node.ids:
-                        ids = node.ids[:1]
-            self._closings[st] = ids or None
-        return self._closings[st]
+            self._cost[st] = 0
+            return 0
+        text = self.checker.completion(st)
+        if text is None:
+            self._cost[st] = None
+            return None
+        ids = self.spell_tokens(text)
+        self._cost[st] = len(ids)
+        s = st
+        for j, t in enumerate(ids[:-1]):  # every state on the way knows the rest
+            s = None if t < 0 else self.next_state(s, t)
+            if s is None:
+                break
+            known = self._cost.get(s)
+            if known is None or known > len(ids) - j - 1:
+                self._cost[s] = len(ids) - j - 1
+        return self._cost[st]
+
+    def spell_tokens(self, text: str) -> list[int]:
+        """Ids that spell `text`, longest trie match first."""
+        ids, i = [], 0
+        while i < len(text):
+            node, best, j = self.trie.root, None, i
+            while j < len(text):
+                node = node.children.get(text[j])
+                if node is None:
+                    break
+                j += 1
+                if node.ids:
+                    best = (node.ids[0], j)
+            if best is None:
+                return ids + [-1] * (len(text) - i)  # a character no token spells alone: too long to count on
+            ids.append(best[0])
+            i = best[1]
+        return ids
+
+    def _fits(self, st, token, nxt, left) -> bool:
+        c = self.cost(nxt)
+        if c is not None and c <= left - 2:  # this id, c more, then <|end|>
+            return True
+        return token in self._within_budget(st, left)  # (the fallback, when nothing fits)
+
+    def _fallback(self, st, left) -> list[int]:
+        """When no id fits (the budget was already short where the window began): the first id of the
+        current state's completion, if there is one."""
+        c = self.cost(st)
+        if c is None or c == 0 or c <= left - 1:
+            return []
+        ids = self.spell_tokens(self.checker.completion(st))
+        return ids[:1] if ids and ids[0] >= 0 else []
+
+    def _within_budget(self, st, left) -> list[int]:
+        key = (st, left)
+        out = self._budgeted.get(key)
+        if out is None:
+            out = [t for t in self._all_allowed(st)
+                   if t == self.end_id or (c := self.cost(self.next_state(st, t))) is not None and c <= left - 2]
+            if not out:
+                out = self._fallback(st, left)
+            self._budgeted[key] = out
+        return out
 
     def is_complete(self, generated) -> bool:
         return self.checker.can_end(self.state(generated))

@@ -61,13 +61,17 @@ HOSTILE = [
     ("PRAGMA journal_mode = WAL", "authoriz"),
     ("PRAGMA table_info(customer)", "authoriz"),
     ("SELECT load_extension('/tmp/evil.so')", "authoriz"),
-    ("BEGIN; DROP TABLE customer", ""),
+    ("BEGIN; DROP TABLE customer", "authoriz"),  # BEGIN itself is refused (before the second statement)
     ("SELECT 1; DROP TABLE customer", "one statement"),
     ("REINDEX", "authoriz"),
     ("ANALYZE", "authoriz"),
     ("SELECT * FROM nonexistent", "no such table"),
     ("SELEC name FROM customer", "syntax error"),
-    ("SELECT length(randomblob(2000000000))", "too big"),
+    # Above the project's 1 MB value limit (MAX_VALUE_BYTES) and far below SQLite's own default (1e9),
+    # so only the project's limit refuses it.
+    ("SELECT length(randomblob(2000000))", "too big"),
+    ("SELECT length(zeroblob(1000001))", "too big"),
+    ("SELECT length(CAST(zeroblob(600000) AS TEXT) || CAST(zeroblob(600000) AS TEXT))", "too big"),
 ]
 
 
@@ -78,24 +82,26 @@ def test_hostile_sql_fails_and_changes_nothing(db, tmp_path, sql, expected):
     r = execute_sql(db, sql.format(tmp=tmp_path), timeout_s=2.0)
     assert not r.ok and r.rows == []
     assert expected.lower() in r.error.lower(), r.error
-    assert r.seconds < 2.5
+    assert "timed out" not in r.error  # refused for what it is, not stopped by the clock
     assert digest(db) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == files_before  # no copy, no journal, no attach target
     # the database still reads normally afterwards
     assert execute_sql(db, "SELECT COUNT(*) FROM customer").rows == [(50,)]
 
 
+@pytest.mark.timeout(120)  # without a working time limit these run for hours: fail, do not hang
 @pytest.mark.parametrize("sql", [
     "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT COUNT(*) FROM r",
     "SELECT COUNT(*) FROM purchase a, purchase b, purchase c, purchase d",  # 1.6e9 rows
 ])
 def test_endless_queries_time_out(db, sql):
+    """Ended by the time limit (the progress handler at the deadline, or on a machine too loaded for it
+    to run in time, the parent's kill at 1.25x), reported as such, and the next query works. The bound
+    on the time taken is the bomb tests' (and bench/'s) business, not a margin asserted here."""
     before = digest(db)
-    t0 = time.perf_counter()
     r = execute_sql(db, sql, timeout_s=0.3)
-    elapsed = time.perf_counter() - t0
-    assert not r.ok and "timed out" in r.error
-    assert elapsed < 1.5, elapsed
+    assert not r.ok and r.rows == [] and r.error.startswith("timed out after 0.3 s"), r.error
+    assert execute_sql(db, "SELECT COUNT(*) FROM customer").rows == [(50,)]
     assert digest(db) == before
 
 

@@ -169,3 +169,17 @@ def test_spider_training_databases():
         for r in recs:
             res = execute_sql(path, r["query"])
             assert res.ok and res.rows, (path, r)
+
+
+def test_source_over_spider_holds_out_the_spider_validation_databases():
+    from text2sql.sources import RecordErrors
+    from text2sql.sources.spider import SpiderFolder
+
+    spider = shared_path("data", "spider")
+    errors = RecordErrors(quiet=True)
+    splits = load_sqlite([], per_db=3, holdout_databases=14, spider_dir=spider, errors=errors)
+    spider_val = {e.db_id for e in SpiderFolder(spider, RecordErrors(quiet=True)).splits(14)["val"]}
+    val = {e.db_id for e in splits["val"]}
+    assert val and val <= spider_val and not val & {e.db_id for e in splits["train"]}
+    assert len({e.db_id for e in splits["train"]}) >= 100
+    assert any("missing" in m for m in errors.messages)  # baseball_1 and soccer_1 are not in ../shared

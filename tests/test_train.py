@@ -148,16 +148,55 @@ def test_compile_matches_eager(byte_data, tmp_path):
     assert compiled[-1] < compiled[0]
 
 
+# Runs `python -m train` under torchrun with a DDP communication hook that counts the gradient
+# all-reduces of the first bucket (one per synchronised backward) and writes the count per rank.
+COUNTING_TRAIN = """
+import os, sys
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from torch.nn.parallel import DistributedDataParallel
+import train.loop
+from train.__main__ import main
+
+synced = []
+
+class CountingDDP(DistributedDataParallel):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+
+        def hook(process_group, bucket):
+            if bucket.index() == 0:
+                synced.append(1)
+            return allreduce_hook(process_group, bucket)
+
+        self.register_comm_hook(None, hook)
+
+train.loop.DistributedDataParallel = CountingDDP
+rc = main(sys.argv[1:])
+with open(os.environ["ALLREDUCE_COUNT"] + os.environ["RANK"], "w") as f:
+    f.write(str(len(synced)))
+sys.exit(rc)
+"""
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one_process(byte_data, tmp_path):
     """gloo DDP, 2 ranks x batch 2 == 1 process x batch 4: same weights after 6 AdamW steps. Without the
-    gradient all-reduce each rank would drift by ~lr per step (1e-3), far above the tolerance."""
+    gradient all-reduce each rank would drift by ~lr per step (1e-3), far above the tolerance. With
+    grad_accum=2, the first micro-step of each step runs under `no_sync`: a comm hook counts exactly one
+    all-reduce per optimizer step (an all-reduce on every micro-step gives the same weights, twice the
+    communication)."""
+    steps, accum = 6, 2
     sets = [f"data.dir={byte_data}", "train.progress=false", "train.eval_interval=0", "train.ckpt_interval=0",
-            "train.max_steps=6", "train.warmup_steps=2", "train.grad_accum=2"]
-    res = subprocess.run([PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "train",
+            f"train.max_steps={steps}", "train.warmup_steps=2", f"train.grad_accum={accum}"]
+    script = tmp_path / "counting_train.py"
+    script.write_text(COUNTING_TRAIN)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ALLREDUCE_COUNT": str(tmp_path / "allreduces_rank")}
+    res = subprocess.run([PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
                           "--config", "tiny", "--set", *sets, "train.batch_size=2", f"train.out_dir={tmp_path / 'ddp'}"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=180)
+                         cwd=ROOT, capture_output=True, text=True, timeout=180, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
+    counts = [int((tmp_path / f"allreduces_rank{r}").read_text()) for r in range(2)]
+    assert counts == [steps, steps], f"gradient all-reduces per rank {counts}, expected one per step ({steps})"
     run(load_config("tiny", sets + ["train.batch_size=4", f"train.out_dir={tmp_path / 'one'}", "train.threads=1"]))
     two = load_checkpoint(tmp_path / "ddp")
     one = load_checkpoint(tmp_path / "one")
@@ -229,24 +268,77 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(byte_data, tmp_path):
     assert all(torch.isfinite(w).all() for w in good["model"].values())
 
 
-def test_finetune_from_checkpoint_on_masked_pairs(byte_data, tmp_path):
-    """Pretrain, then fine-tune on (prompt, answer) pairs where only the answer is learned."""
+def test_finetune_learns_only_answers_with_a_fresh_optimizer(byte_data, tmp_path):
+    """Pretrain, then fine-tune one AdamW step on (prompt, answer) pairs. The prompts are written in
+    bytes >= 128 (an alphabet of their own) and the answers in ASCII, so which targets may be learned is
+    known from the tokens alone, independently of the masks in the shards. Then, with weight decay and
+    clipping off, a FRESH AdamW's first step moves each weight by exactly -lr * g / (|g| + eps), with g
+    the gradient of the loss over the ANSWER targets at the pretrained weights:
+    - a loss that also learned the prompt targets has another g (other signs), and another loss;
+    - optimizer state carried over from the pretraining checkpoint (step 10, its moments) gives
+      m_hat / (sqrt(v_hat) + eps) != g / |g|, and a step count of 11."""
+    from data.shards import BatchLoader, ShardDataset
+    from gpt.model import GPT, GPTConfig
+    from tests.kernel_testing import U32, gamma
+
     run(config(byte_data, tmp_path / "pre", "train.max_steps=10", "train.ckpt_interval=0"))
     rng = random.Random(1)
-    pairs = tmp_path / "pairs"
     docs = []
     for _ in range(300):
-        prompt, answer = sentences(rng, 30), sentences(rng, 20)
-        ids = np.frombuffer(prompt + answer, np.uint8)
-        docs.append((ids, np.r_[np.zeros(len(prompt), np.uint8), np.ones(len(answer), np.uint8)]))
-    write_dataset(pairs, {"train": docs}, vocab_size=256, eos_id=10)
+        prompt = bytes(b + 128 for b in sentences(rng, 30))
+        answer = sentences(rng, 20)
+        docs.append((np.frombuffer(prompt + answer, np.uint8),
+                     np.r_[np.zeros(len(prompt), np.uint8), np.ones(len(answer), np.uint8)]))
+    write_dataset(tmp_path / "pairs", {"train": docs}, vocab_size=256, eos_id=10)
+    write_dataset(tmp_path / "unmasked", {"train": [(ids, None) for ids, _ in docs]}, vocab_size=256, eos_id=10)
     pretrained = load_checkpoint(tmp_path / "pre")
-    summary = run(config(pairs, tmp_path / "ft", f"train.init_from={tmp_path / 'pre'}", "train.max_steps=3",
-                         "train.lr=1e-9", "train.min_lr=0", "train.ckpt_interval=0"))
+    assert all(int(s["step"]) == 10 for s in pretrained["optimizer"]["state"].values())
+    lr, eps = 1e-3, 1e-8  # eps: torch.optim.AdamW's default, which train/optim.py keeps
+    cfg = config(tmp_path / "pairs", tmp_path / "ft", f"train.init_from={tmp_path / 'pre'}", "train.max_steps=1",
+                 f"train.lr={lr}", "train.min_lr=0", "train.warmup_steps=0", "train.weight_decay=0",
+                 "train.grad_clip=0", "train.ckpt_interval=0")
+    summary = run(cfg)
     tuned = load_checkpoint(tmp_path / "ft")
     assert np.isfinite(summary["loss"]) and summary["val_loss"] is None  # no val split in this data
-    for name, w in pretrained["model"].items():  # started from the pretrained weights (lr ~ 0)
-        torch.testing.assert_close(tuned["model"][name], w, rtol=0, atol=1e-6)
+    assert all(int(s["step"]) == 1 for s in tuned["optimizer"]["state"].values())  # a fresh AdamW
+
+    # the batch the trainer saw, with every target (the unmasked copy windows and shuffles alike)
+    T = pretrained["model_config"]["block_size"]
+    x, y_all = BatchLoader(ShardDataset(tmp_path / "unmasked", "train"), cfg.train.batch_size, T,
+                           seed=cfg.train.seed).next()
+    x_masked, y_masked = BatchLoader(ShardDataset(tmp_path / "pairs", "train"), cfg.train.batch_size, T,
+                                     seed=cfg.train.seed).next()
+    answers = torch.where(y_all < 128, y_all, -100)
+    assert torch.equal(x_masked, x) and torch.equal(y_masked, answers)
+    assert 0 < (answers >= 0).sum() < answers.numel() - 50  # both kinds of targets in the batch
+
+    model = GPT(GPTConfig(**pretrained["model_config"]))
+    model.load_state_dict(pretrained["model"])
+    loss = model(x, answers)
+    loss.backward()
+    # fp32 evaluations of the same model in another order of operations agree within a few gamma(n) of
+    # the loss (n = the widest sum: 4 x n_embd in the MLP, or the 256-byte softmax); the loss over all
+    # targets (prompt bytes too) is hundreds of times that far away
+    n = max(4 * model.config.n_embd, 256)
+    bound = 16 * gamma(n) * loss.item()
+    assert abs(summary["loss"] - loss.item()) < bound
+    assert abs(model(x, y_all).item() - loss.item()) > 100 * bound
+
+    checked = 0
+    for name, p in model.named_parameters():
+        w0, w1, g = pretrained["model"][name], tuned["model"][name], p.grad
+        # w1 = fl(w0 - lr * fl(g / (|g| + eps))): the ratio to within its 2 roundings, the update's and
+        # the subtraction's rounding (2u of |w0| + lr), and the gradient's own rounding error, which moves
+        # g / (|g| + eps) by at most its relative error (taken <= 1e-3 where |g| >= 1e-3 max|g|)
+        update = w0 - w1
+        assert (update.abs() <= lr * (1 + 4 * U32) + 2 * U32 * (w0.abs() + lr)).all(), name  # never past lr
+        big = (g.abs() >= 1e-3 * g.abs().max()) & (g.abs() > 1e4 * eps)
+        want = lr * g / (g.abs() + eps)
+        err = (update - want).abs()
+        assert (err[big] <= 1e-3 * lr + 2 * U32 * (w0.abs()[big] + lr)).all(), \
+            f"{name}: AdamW's first step off by {err[big].max().item():.3g} (lr {lr})"
+        checked += int(big.sum())
+    assert checked > 0.5 * sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.cuda

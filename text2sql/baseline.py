@@ -150,7 +150,9 @@ def fill_sql(template: str, slots: list, schema: Schema) -> str:
             as_table = i > 0 and toks[i - 1].upper() in ("FROM", "JOIN")
             out.append(name(int(m.group(1)), as_table))
         elif tok.startswith("'"):
-            out.append(re.sub(r"<(\d+)>", lambda m: slots[int(m.group(1))][1], tok))
+            # a literal's slot is a value; where this question has a name there, the name's text stands in
+            out.append(re.sub(r"<(\d+)>", lambda m: slots[int(m.group(1))][1] if slots[int(m.group(1))][0] == "value"
+                              else name(int(m.group(1)), False), tok))
         else:
             out.append(tok)
     sql = " ".join(out)

@@ -15,6 +15,7 @@ SQLConstraint per question (schema, question, database) and hands them over.
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,23 +68,36 @@ def make_constraint(tokenizer, context: SQLContext, max_tokens: int | None = Non
                          real_names=tags.real_column)
 
 
-def choose_by_execution(candidates: list[str], db_path, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
-    """Execution-guided choice among candidates (best first): the first that runs and returns rows, else the
-    first that runs, else the first."""
+_LITERAL = re.compile(r"'((?:[^']|'')*)'|(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])")
+
+
+def unsupported_literals(sql: str, question: str) -> int:
+    """How many of the query's string and number literals the question does not contain (LIKE's % aside):
+    the constraint also allows a column's stored values, which a question that names its value never needs."""
+    q = question.lower()
+    n = 0
+    for m in _LITERAL.finditer(sql):
+        text = m.group(1).replace("''", "'").strip("%") if m.group(1) is not None else m.group(2)
+        pieces = [p for p in text.lower().split("%") if p]
+        n += any(p not in q for p in pieces)
+    return n
+
+
+def choose_by_execution(candidates: list[str], db_path, timeout_s: float = DEFAULT_TIMEOUT_S,
+                        question: str | None = None) -> str:
+    """Execution-guided choice among candidates (best first): among those that run, the ones that return rows
+    first, and (given the question) those whose literals the question contains first; else the first."""
     if not candidates:
         return ""
-    first_ok = None
-    for sql in candidates:
+    ranked = []
+    for rank, sql in enumerate(candidates):
         if not sql:
             continue
         r = execute_sql(db_path, sql, timeout_s=timeout_s, max_rows=1)
-        if not r.ok:
-            continue
-        if r.rows:
-            return sql
-        if first_ok is None:
-            first_ok = sql
-    return first_ok if first_ok is not None else candidates[0]
+        if r.ok:
+            misses = unsupported_literals(sql, question) if question is not None else 0
+            ranked.append((not r.rows, misses, rank, sql))
+    return min(ranked)[3] if ranked else candidates[0]
 
 
 @torch.no_grad()
@@ -129,7 +143,7 @@ def decode_sql_batch(model, tokenizer, prompts: list[list[int]], contexts: list[
                 for i, hyps in zip(chunk, results):
                     sqls = [decode_sql(tokenizer, h.ids, contexts[i].schema) for h in hyps]
                     if mode == "beam+exec" and contexts[i].db_path:
-                        out[i] = choose_by_execution(sqls, contexts[i].db_path, timeout_s)
+                        out[i] = choose_by_execution(sqls, contexts[i].db_path, timeout_s, contexts[i].question)
                     else:
                         out[i] = sqls[0] if sqls else ""
             else:

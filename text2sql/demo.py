@@ -23,9 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
+
+# Training takes every core, with OpenMP threads that sleep rather than spin while they wait: on the 2-core
+# machine, 2 such threads trained the main job's model 1.2-1.5x faster than 1 thread on an idle machine and as
+# fast beside a busy process (bench/results/threads-2core.md), while spinning ones were 2-4x slower there.
+# libgomp reads this once, when torch loads it, so it is set before anything imports torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from text2sql import synthetic
 from text2sql.prompt import PROMPT_VERSION
@@ -97,7 +104,8 @@ def run_demo(args) -> int:
         prepare_synthetic(data, **{k: v for k, v in wanted.items() if k not in ("generator", "prompt")})
         stamp.write_text(json.dumps(wanted))
     # a fresh run each time: the trainer removes this run folder's old checkpoints (train.overwrite)
-    overrides = [f"data.dir={data}", f"train.out_dir={args.out}", "train.overwrite=true"]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    overrides = [f"data.dir={data}", f"train.out_dir={args.out}", "train.overwrite=true", f"train.threads={cores}"]
     if args.max_steps:
         overrides.append(f"train.max_steps={args.max_steps}")
     if args.no_progress:

@@ -14,8 +14,8 @@
 # SUITE_BUDGET_S, default 480 s):
 #   1 env       GPU, driver, python/torch/triton/cuDNN versions
 #   2 prepare   side by side (CPU-bound compiles, 16 cores): the C++ extension build (offline); the
-#               CUDA tests in 5 pytest processes; the attention sweep's kernels compiled into Triton's
-#               cache; torch._dynamo.explain of GPT-2 124M (graph breaks); a short torch.compile
+#               CUDA tests in 5 pytest processes (each fails when torch sees no GPU or a test skips);
+#               the attention sweep's kernels compiled into Triton's cache; torch._dynamo.explain of GPT-2 124M (graph breaks); a short torch.compile
 #               warm-up of both training variants (fills Inductor's cache, niced)
 #   3 sweep     the attention variants timed (launch orders, tiles); winners -> <out>/tuned.json;
 #               when a decision changed, the CUDA attention tests again with it (tuned_check); a
@@ -35,6 +35,23 @@ if [ "${1:-}" = "--after-build" ]; then
   while [ ! -f "$2" ]; do sleep 1; done
   shift 2
   exec "$@"
+fi
+
+# internal: --cuda-pytest PYTHON -m pytest ARGS... runs the CUDA tests and fails when they cannot have
+# run: torch sees no GPU (every test would skip and pytest would say ok), or any test skipped.
+if [ "${1:-}" = "--cuda-pytest" ]; then
+  shift
+  "$1" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' || {
+    echo "error: torch.cuda.is_available() is False in $1: the cuda tests cannot run"; exit 3; }
+  log=$(mktemp)
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  if grep -qE '^=+ .*[0-9]+ skipped' "$log"; then
+    echo "error: cuda tests were skipped (see SKIPPED above): every one must run on the GPU machine"
+    [ "$rc" = 0 ] && rc=4
+  fi
+  rm -f "$log"
+  exit "$rc"
 fi
 
 DRY=0 QUICK=0 PACK=0 FULL_KERNELS=0
@@ -160,8 +177,9 @@ ATTN_FILES=$(for f in $CUDA_FILES; do case $f in *attention*) echo -n "$f " ;; e
 KERNEL_FILES=$(for f in $CUDA_FILES; do case $f in *layernorm*|*cross_entropy*) echo -n "$f " ;; esac; done)
 OTHER_FILES=$(for f in $CUDA_FILES; do case $f in *attention*|*layernorm*|*cross_entropy*) ;; *) echo -n "$f " ;; esac; done)
 # -v: every test's result is in the log as it finishes, so a step cut by its time limit still says
-# which tests passed
-PYTEST=($PY -m pytest -m cuda -v -p no:cacheprovider -rfE --durations=5 --continue-on-collection-errors)
+# which tests passed; -rs lists skips, and --cuda-pytest fails the step on any skip or without CUDA
+PYTEST=(bash bench/gpu_suite.sh --cuda-pytest $PY -m pytest -m cuda -v -p no:cacheprovider -rfEs --durations=5
+        --continue-on-collection-errors)
 
 # ---------------------------------------------------------------------------------------------------
 # 1. the machine and the software

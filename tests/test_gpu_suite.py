@@ -40,6 +40,53 @@ def test_dry_run_plan_fits_the_budget():
     assert "-m cuda" in out and "--continue-on-collection-errors" in out
 
 
+CUDA_FAKE_PYTHON = r"""#!/usr/bin/env bash
+# python for the cuda pytest step: exit status FAKE_NO_CUDA answers torch.cuda.is_available() (python -c);
+# as pytest it prints FAKE_SUMMARY and exits FAKE_RC
+if [ "$1" = "-c" ]; then exit "$FAKE_NO_CUDA"; fi
+echo "$*" >> "$FAKE_LOG"
+echo "tests/test_x.py::test_a PASSED"
+echo "$FAKE_SUMMARY"
+exit "$FAKE_RC"
+"""
+
+
+@pytest.mark.parametrize("no_cuda, summary, pytest_rc, step_rc", [
+    (0, "======= 3 passed in 1.00s =======", 0, 0),
+    (0, "======= 3 passed, 2 deselected in 1.00s =======", 0, 0),
+    (0, "======= 3 passed, 1 skipped in 1.00s =======", 0, 4),
+    (0, "======= 62 skipped in 1.00s =======", 0, 4),            # what CPU-only torch gives
+    (0, "======= 1 failed, 1 skipped in 1.00s =======", 1, 1),
+    (1, "======= 3 passed in 1.00s =======", 0, 3),             # torch sees no GPU: pytest never runs
+])
+def test_cuda_pytest_step_fails_without_cuda_or_when_anything_skips(tmp_path, no_cuda, summary, pytest_rc,
+                                                                    step_rc):
+    fake = tmp_path / "python"
+    fake.write_text(CUDA_FAKE_PYTHON)
+    fake.chmod(0o755)
+    log = tmp_path / "calls.log"
+    res = subprocess.run(["bash", "bench/gpu_suite.sh", "--cuda-pytest", str(fake), "-m", "pytest", "-m", "cuda",
+                          "-v", "tests/test_layernorm.py"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                         env=_env(FAKE_NO_CUDA=str(no_cuda), FAKE_SUMMARY=summary, FAKE_RC=str(pytest_rc),
+                                  FAKE_LOG=str(log)))
+    assert res.returncode == step_rc, res.stdout + res.stderr
+    if no_cuda:
+        assert "torch.cuda.is_available() is False" in res.stdout and not log.exists()
+    else:
+        assert log.read_text().split() == ["-m", "pytest", "-m", "cuda", "-v", "tests/test_layernorm.py"]
+        assert summary in res.stdout  # the step's log keeps pytest's output
+    if step_rc == 4:
+        assert "skipped" in res.stdout.splitlines()[-1]
+
+
+def test_every_cuda_pytest_step_goes_through_the_check():
+    res = subprocess.run(["bash", "bench/gpu_suite.sh", "--dry-run"], cwd=ROOT, capture_output=True,
+                         text=True, env=_env(), timeout=60)
+    steps = [line for line in res.stdout.splitlines() if " -m pytest" in line]
+    assert len(steps) == 6, res.stdout  # 5 in the prepare group, tuned_check
+    assert all("--cuda-pytest" in line and "-m cuda" in line for line in steps), steps
+
+
 def test_dry_run_rejects_unknown_options():
     res = subprocess.run(["bash", "bench/gpu_suite.sh", "--bogus"], cwd=ROOT, capture_output=True, text=True,
                          timeout=30)

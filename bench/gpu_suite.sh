@@ -15,8 +15,9 @@
 #   1 env       GPU, driver, python/torch/triton/cuDNN versions
 #   2 prepare   side by side (CPU-bound compiles, 16 cores): the C++ extension build (offline); the
 #               CUDA tests in 5 pytest processes (each fails when torch sees no GPU or a test skips);
-#               the attention sweep's kernels compiled into Triton's cache; torch._dynamo.explain of GPT-2 124M (graph breaks); a short torch.compile
-#               warm-up of both training variants (fills Inductor's cache, niced)
+#               the attention sweep's kernels compiled into Triton's cache; torch._dynamo.explain
+#               of GPT-2 124M (graph breaks); a short torch.compile warm-up of both training
+#               variants (fills Inductor's cache, niced)
 #   3 sweep     the attention variants timed (launch orders, tiles); winners -> <out>/tuned.json;
 #               when a decision changed, the CUDA attention tests again with it (tuned_check); a
 #               decision that fails them is not applied (renamed tuned.rejected.json)
@@ -61,7 +62,7 @@ for arg in "$@"; do
     --quick) QUICK=1 ;;
     --pack) PACK=1 ;;
     --full-kernels) FULL_KERNELS=1 ;;
-    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown option $arg (use --dry-run, --quick, --pack, --full-kernels or --help)" >&2; exit 2 ;;
   esac
 done

@@ -214,17 +214,21 @@ def test_sdpa_report_and_target_lines(monkeypatch):
     assert "1.20x SDPA-flash's speed" in line and "0.80x SDPA-cuDNN's" in line
 
 
-def test_bench_kernels_cpu_smoke_with_op_list(tmp_path, monkeypatch):
-    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    res = subprocess.run([sys.executable, "-m", "bench.kernels", "--device", "cpu", "--op", "attention",
-                          "--no-plots", "--budget-s", "600", "--out", str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300,
-                         env=_env(TRITON_INTERPRET="0", KERNELS_BACKEND="torch"))
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert list(tmp_path.glob("kernels-*.csv"))
-    bad = subprocess.run([sys.executable, "-m", "bench.kernels", "--op", "attention,nope"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "nope" in bad.stderr
+def test_bench_kernels_cpu_smoke_with_op_list(tmp_path, monkeypatch, capsys):
+    """One op by --op, on the PyTorch path (main() picks it when the interpreter is off; in-process, the
+    interpreter's state does not matter to that path). tests/test_bench_kernels.py runs every op on
+    the kernels' own path."""
+    from bench import kernels as bench_kernels
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setenv("KERNELS_BACKEND", "torch")  # main() sets it; restored after the test
+    assert bench_kernels.main(["--device", "cpu", "--op", "attention", "--no-plots", "--budget-s", "600",
+                               "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("kernels-*.csv")
+    assert {r.split(",")[0] for r in path.read_text().splitlines()[1:]} == {"card", "attention"}
+    assert "ours = ours[torch]" in capsys.readouterr().out
+    assert bench_kernels.main(["--op", "attention,nope"]) == 2
+    assert "nope" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,16 +252,20 @@ def test_suite_modules_import_without_datasets(no_datasets):
     assert res.returncode == 0, res.stderr[-3000:]
 
 
-def test_pinned_sdpa_training_run_without_datasets(no_datasets, tmp_path):
+def test_pinned_sdpa_training_run_without_datasets(no_datasets, tmp_path, monkeypatch, capsys):
     """bench.train end to end on CPU, with the baseline's SDPA pinned (the launcher the suite uses),
-    on synthetic data, with `datasets` unimportable."""
-    res = subprocess.run([sys.executable, "-m", "bench.train", "--config", "tiny", "--synthetic", "--vocab", "512",
-                          "--seconds", "2", "--skip-logs", "1", "--log-interval", "2", "--startup-timeout", "240",
-                          "--variants", "torch[flash]+eager", "--set", "train.device=cpu",
-                          "--out", str(tmp_path / "out")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env=_env(PYTHONPATH=no_datasets))
-    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    on synthetic data, with `datasets` unimportable in the training process it starts (bench.train's
+    own imports are checked without `datasets` by test_suite_modules_import_without_datasets)."""
+    from bench import train as bench_train
+
+    monkeypatch.setenv("PYTHONPATH", no_datasets)  # inherited by the training process
+    for name in ("OUT", "SUITE_SKIP"):
+        monkeypatch.delenv(name, raising=False)
+    rc = bench_train.main(["--config", "tiny", "--synthetic", "--vocab", "512", "--seconds", "2", "--skip-logs", "1",
+                           "--log-interval", "2", "--startup-timeout", "240", "--variants", "torch[flash]+eager",
+                           "--set", "train.device=cpu", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr()
+    assert rc == 0, (out.out + out.err)[-3000:]
     rows = json.loads((tmp_path / "out" / "train.json").read_text())["rows"]
     assert rows[0]["variant"] == "torch[flash]+eager" and rows[0]["status"] == "ok"
     log = next((tmp_path / "out").glob("torch-flash-eager-0.log")).read_text()
@@ -274,14 +282,16 @@ def test_parse_variant_pins():
             parse_variant(bad)
 
 
-def test_explain_counts_graph_breaks_on_cpu(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "bench.explain", "--preset", "tiny", "--batch-size", "2",
-                          "--device", "cpu", "--backend", "torch", "--json", str(tmp_path / "e.json")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=_env())
+def test_explain_counts_graph_breaks_on_cpu(tmp_path, monkeypatch, capsys):
+    from bench import explain
+
+    monkeypatch.setenv("KERNELS_BACKEND", "torch")  # main() sets it per backend; restored after the test
+    rc = explain.main(["--preset", "tiny", "--batch-size", "2", "--device", "cpu", "--backend", "torch",
+                       "--json", str(tmp_path / "e.json")])
     (r,) = json.loads((tmp_path / "e.json").read_text())
     assert "error" not in r, r
     assert r["graph_count"] >= 1 and r["graph_break_count"] >= 0
-    assert res.returncode == (0 if r["graph_break_count"] == 0 and r["graph_count"] == 1 else 1), res.stdout
+    assert rc == (0 if r["graph_break_count"] == 0 and r["graph_count"] == 1 else 1), capsys.readouterr().out
 
 
 FAKE_PYTHON = r"""#!/usr/bin/env bash

@@ -71,7 +71,7 @@ def load_sqlite(dbs: list[str | Path], per_db: int = DEFAULT_PER_DB, seed: int =
 
         spider_paths, missing = spider_train_databases(spider_dir)
         for db_id, why in missing.items():
-            errors.add(f"{spider_dir}: {db_id}", why)
+            errors.add(f"Spider database {db_id}", why)
         paths += spider_paths
         held = SpiderFolder(spider_dir, RecordErrors(quiet=True)).splits(holdout_databases, split_seed)["val"]
         spider_val = {e.db_id for e in held}
@@ -87,7 +87,7 @@ def load_sqlite(dbs: list[str | Path], per_db: int = DEFAULT_PER_DB, seed: int =
         except ValueError as e:
             if strict and path in [Path(p) for p in dbs]:
                 raise ValueError(str(e)) from None
-            errors.add(str(path), str(e))
+            errors.add(f"database {db_id}", str(e))
             continue
         by_db[db_id] = examples
     if not by_db:

@@ -58,9 +58,14 @@ int main() {
   for (auto id : ids) CHECK(id != 266);
 
   // Long pieces take the heap path and must give the same ids as the array path would.
+  // Its work is linear (bpe.h, WorkCounters): each adjacent pair looked up at least once, at most 6n
+  // heap pushes and pops in all.
   std::string long_piece(1000, 'a');
   ids.clear();
+  const uint64_t steps_before = bpe::work_counters().merge_steps;
   vocab.encode_ordinary(long_piece, ids);
+  const uint64_t steps = bpe::work_counters().merge_steps - steps_before;
+  CHECK(steps >= long_piece.size() - 1 && steps <= 6 * long_piece.size());
   back.clear();
   vocab.decode(ids.data(), ids.size(), back);
   CHECK(back == long_piece);

@@ -122,8 +122,13 @@ class Hypothesis:
 @torch.no_grad()
 def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_new_tokens: int,
                 stop_ids: Collection[int], n_vocab: int | None = None, constraint: Constraint | None = None,
-                length_penalty: float = 1.0) -> list[list[Hypothesis]]:
+                length_penalty: float = 1.0, early_stop: bool = False) -> list[list[Hypothesis]]:
     """The best `width` hypotheses of each prompt (prompts of one length), best first.
+
+    A prompt is done when it has `width` finished hypotheses. With early_stop, also as soon as its best
+    finished hypothesis scores at least what every live beam would if it ended at the next step at no
+    cost (an estimate, not a bound: each step costs log-probability, but a longer hypothesis divides by
+    more): the live beams are then dropped, and fewer than `width` hypotheses may come back.
 
     The prompt is run once per prompt (not per beam); its cache rows are then copied `width` times. At
     step 0 only beam 0 of each prompt is live (the others start at -inf), so no hypothesis is duplicated.
@@ -160,32 +165,41 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     done = [False] * B
     lazy = constraint is not None and hasattr(constraint, "allows")
-    identity = list(range(B * k))
+    active = list(range(B))  # the prompts still decoding; cache and logits rows: active[a] at a * k + j
     for step in range(max_new_tokens):
         # log-probabilities are the model's own (normalised over the vocabulary, not renormalised over the
         # allowed ids, as PICARD does): a hypothesis the constraint had to bend pays for it
         logp = torch.log_softmax(mask_logits(logits.float(), n_vocab), dim=-1)
-        cand = (torch.tensor(scores, device=device).view(-1, 1) + logp).view(B, k * vocab)
-        src, tok = [0] * (B * k), [stop[0]] * (B * k)
-        new_scores = [[NEG] * k for _ in range(B)]
-        for b in range(B):
-            if done[b]:
-                continue
-            for slot, (s, parent, t) in enumerate(_best_allowed(cand[b], b, k, vocab, limit, beams, stop_set,
-                                                                constraint, lazy, finished[b], length_penalty)):
-                src[b * k + slot], tok[b * k + slot] = parent, t
-                new_scores[b][slot] = s
-            live = sum(s != NEG for s in new_scores[b])
-            if len(finished[b]) >= k or live == 0:
+        base = torch.tensor([scores[b] for b in active], device=device).view(-1, 1)
+        cand = (base + logp).view(len(active), k * vocab)
+        src, tok = [], []  # per surviving prompt's slot: the cache row it extends, the id it adds
+        for a, b in enumerate(active):
+            picked = _best_allowed(cand[a], b, k, vocab, limit, beams, stop_set, constraint, lazy, finished[b],
+                                   length_penalty)
+            new_scores = [s for s, _, _ in picked] + [NEG] * (k - len(picked))
+            if len(finished[b]) >= k or not picked:
                 done[b] = True
-            for slot in range(live, k):
-                src[b * k + slot] = b * k  # a dead slot copies beam 0 of its own prompt (same prompt keys)
-        beams = [beams[src[r]] + [tok[r]] for r in range(B * k)]
-        scores = new_scores
-        if all(done) or step == max_new_tokens - 1:
+            elif early_stop and finished[b]:
+                n_next = len(beams[b * k]) + 2  # the live beams' length after this step and a stop id
+                best = max(h.score for h in finished[b])
+                if all(s / n_next ** length_penalty <= best for s in new_scores[:len(picked)]):
+                    done[b] = True
+            old = beams[b * k:(b + 1) * k]
+            slots = [(parent - b * k, t) for _, parent, t in picked]
+            slots += [(0, stop[0])] * (k - len(slots))  # a dead slot copies beam 0 of its own prompt
+            beams[b * k:(b + 1) * k] = [old[j] + [t] for j, t in slots]
+            scores[b] = new_scores
+            if not done[b]:
+                src += [a * k + j for j, _ in slots]
+                tok += [t for _, t in slots]
+        if not src or step == max_new_tokens - 1:
             break
-        if src != identity:
-            _reorder_generated(cache, torch.tensor(src, dtype=torch.long, device=device), T)
+        index = torch.tensor(src, dtype=torch.long, device=device)
+        if len(src) < len(active) * k:  # prompts finished: drop their rows (one full copy of the cache)
+            cache.reorder(index)
+            active = [b for b in active if not done[b]]
+        elif src != list(range(len(src))):
+            _reorder_generated(cache, index, T)
         with _autocast(device):
             logits = model(torch.tensor(tok, dtype=torch.long, device=device)[:, None], cache=cache)[:, -1, :]
     out = []

@@ -112,6 +112,7 @@ class ValueSource:
         self.real_names = real_names
         self.numbers = frozenset(_NUMBER_IN_TEXT.findall(question))
         self._columns: dict[tuple[str, str], _ColumnValues | None] = {}
+        self._named: dict[tuple[str, str], list[str] | None] = {}
 
     def column(self, col: tuple[str, str] | None) -> _ColumnValues | None:
         if col is None or self.db_path is None:
@@ -145,7 +146,11 @@ class ValueSource:
     # strings ------------------------------------------------------------------------------------------
     def _question_span(self, text: str, complete: bool) -> bool:
         """text occurs in the question starting at a word boundary (and, if complete, ending at one)."""
-        q, start = self.question, self.question.find(text)
+        return self._span_in(self.question, text, complete)
+
+    @staticmethod
+    def _span_in(q: str, text: str, complete: bool) -> bool:
+        start = q.find(text)
         while start >= 0:
             end = start + len(text)
             if (start == 0 or not q[start - 1].isalnum() or not text[:1].isalnum()) and (
@@ -153,6 +158,23 @@ class ValueSource:
                 return True
             start = q.find(text, start + 1)
         return False
+
+    def named_values(self, col: tuple[str, str] | None) -> list[str] | None:
+        """When the question writes one of the column's stored values as whole words ("captains from Asia"),
+        it says which value it means: then only the stored values the question writes (in any case) are
+        offered, beside spans of the question, so a model's favourite value from training ('America')
+        cannot replace the question's 'Asia'. None (every stored value offered) when it writes none."""
+        values = self.column(col)
+        if values is None:
+            return None
+        if col not in self._named:
+            words = [v for v in values.texts if len(v) >= 2 and self._span_in(self.question_lower, v.lower(), True)]
+            self._named[col] = sorted(words) if any(self._question_span(v, complete=True) for v in words) else None
+        return self._named[col]
+
+    def _offered(self, spec: StrSpec, values: _ColumnValues) -> list[str]:
+        named = self.named_values(spec.column)
+        return values.texts if named is None else named
 
     def string_viable(self, spec: StrSpec, content: str) -> bool:
         c = content if self.exact else content.lower()
@@ -165,8 +187,9 @@ class ValueSource:
         if self._question_span(c, complete=False):
             return True
         if values is not None:
-            i = bisect_left(values.texts, c)
-            return i < len(values.texts) and values.texts[i].startswith(c)
+            texts = self._offered(spec, values)
+            i = bisect_left(texts, c)
+            return i < len(texts) and texts[i].startswith(c)
         return False
 
     def string_complete(self, spec: StrSpec, content: str) -> bool:
@@ -176,7 +199,9 @@ class ValueSource:
         if spec.like:
             return self.string_viable(spec, content)
         values = self.column(spec.column)
-        return self._question_span(c, complete=True) or (values is not None and c in values.exact)
+        return self._question_span(c, complete=True) or (
+            values is not None and c in values.exact and (self.named_values(spec.column) is None
+                                                          or c in self.named_values(spec.column)))
 
     # numbers ------------------------------------------------------------------------------------------
     def _candidates(self, spec: NumSpec):
@@ -255,6 +280,8 @@ class SchemaIndex:
                         self.spell.setdefault(c.name.lower(), set()).add(c.name)
         self.tables = tuple(self.columns)
         self.sat_cache: dict = {}
+        self.join_cache: dict = {}
+        self.spelled_cache: dict = {}
         self._spellings: dict[str, frozenset] = {}
         self.all_columns = tuple(sorted({c for cols in self.columns.values() for c in cols}))
         self.tables_with: dict[str, tuple[str, ...]] = {
@@ -447,8 +474,9 @@ class _Parser:
         self.table_ref(scope)
         while True:
             # another table only when one can join without making a SELECT-list column ambiguous
+            key = self.join_key(scope)
             can_join = len(scope.bindings) < MAX_TABLES and any(
-                self.table_allowed(scope, t) for t in self.index.tables)
+                self.table_allowed(scope, t, key) for t in self.index.tables)
             joined = can_join and (self.accept_word("join") or self.accept_punct(","))
             if not joined:
                 if self.eof():  # FROM may end here only if the SELECT list's columns resolve now
@@ -465,7 +493,8 @@ class _Parser:
                 self.condition(scope, agg=False)
 
     def table_ref(self, scope: _Scope):
-        tables = [t for t in self.index.tables if self.table_allowed(scope, t)]
+        key = self.join_key(scope)
+        tables = [t for t in self.index.tables if self.table_allowed(scope, t, key)]
         table = self.expect_word(*tables)
         aliases = tuple(a for a in self.index.aliases if self.binding_allowed(scope, table, a))
         alias = None
@@ -480,15 +509,26 @@ class _Parser:
         if alias:
             scope.aliased.add(table)
 
-    def table_allowed(self, scope: _Scope, table: str) -> bool:
-        """Whether `table` can be joined (with some alias or none) and FROM still be completed."""
-        names = [None] + [a for a in self.index.aliases if scope.binding(a) is None]
-        return any(self.binding_allowed(scope, table, a) for a in names)
+    def table_allowed(self, scope: _Scope, table: str, key=None) -> bool:
+        """Whether `table` can be joined (with some alias or none) and FROM still be completed (memoised on
+        everything the answer depends on: join_key)."""
+        ck = (self.join_key(scope) if key is None else key, table)
+        out = self.index.join_cache.get(ck)
+        if out is None:
+            names = [None] + [a for a in self.index.aliases if scope.binding(a) is None]
+            out = self.index.join_cache[ck] = any(self.binding_allowed(scope, table, a) for a in names)
+        return out
+
+    def join_key(self, scope: _Scope) -> tuple:
+        return (tuple(scope.bindings), tuple(scope.pending), tuple(scope.pending_agg), frozenset(scope.bare),
+                self._outer_key(scope.parent))
 
     def binding_allowed(self, scope: _Scope, table: str, alias) -> bool:
         name = alias or table
         if scope.binding(name) is not None:
             return False
+        if not scope.pending and not scope.bare:
+            return True
         cols = self.index.columns
         # SQLite resolves names once the whole FROM is read: a column an ON clause named bare must not
         # become ambiguous through a later join
@@ -816,7 +856,11 @@ def parse_prefix(index: SchemaIndex, values: ValueSource, lexemes: tuple, exact_
     if not (e.words or e.puncts or e.strings or e.numbers or e.end):
         return None
     words = tuple(sorted(e.words))
-    spelled = tuple(sorted({s for w in words for s in index.spellings(w)})) if exact_case else words
+    spelled = words
+    if exact_case:
+        spelled = index.spelled_cache.get(words)
+        if spelled is None:
+            spelled = index.spelled_cache[words] = tuple(sorted({s for w in words for s in index.spellings(w)}))
     return Options(words, frozenset(e.puncts), tuple(dict.fromkeys(e.strings)),
                    tuple(dict.fromkeys(e.numbers)), e.end, spelled)
 

@@ -90,6 +90,51 @@ def test_beam_search_batch_equals_one_prompt_at_a_time(model):
     assert [[h.ids for h in hs] for hs in together] == [[h.ids for h in hs] for hs in alone]
 
 
+class StopByRow:
+    """Row r may stop after r + 2 ids and must after r + 4: prompts of one batch finish at different steps."""
+
+    def __init__(self, shift=0):
+        self.shift = shift
+
+    def allowed_ids(self, row, generated):
+        row += self.shift
+        if len(generated) >= row + 4:
+            return [STOP]
+        ids = list(range(10, N_VOCAB))
+        return ids + [STOP] if len(generated) >= row + 2 else ids
+
+    def allows(self, row, generated, token):
+        return token in self.allowed_ids(row, generated)
+
+
+@pytest.mark.parametrize("early_stop", [False, True])
+def test_prompts_finishing_at_different_steps(model, early_stop):
+    """Finished prompts leave the batch (their cache rows are dropped): the others' hypotheses and
+    log-probabilities are unchanged, as if each prompt were searched alone."""
+    ps = prompts(4, 5, seed=4)
+    together = beam_search(model, ps, 3, 10, {STOP}, n_vocab=N_VOCAB, constraint=StopByRow(),
+                           early_stop=early_stop)
+    alone = [beam_search(model, [p], 3, 10, {STOP}, n_vocab=N_VOCAB, constraint=StopByRow(r),
+                         early_stop=early_stop)[0] for r, p in enumerate(ps)]
+    assert [[h.ids for h in hs] for hs in together] == [[h.ids for h in hs] for hs in alone]
+    for r, (p, hyps) in enumerate(zip(ps, together)):
+        assert hyps and all(h.finished and r + 2 <= len(h.ids) <= r + 4 for h in hyps)
+        for h in hyps:
+            assert h.logprob == pytest.approx(full_logprob(model, p, h.ids + [STOP], N_VOCAB), abs=1e-4)
+        if not early_stop:
+            assert len(hyps) == 3
+
+
+def test_early_stop_keeps_the_best_finished_hypothesis_first(model):
+    ps = prompts(3, 6, seed=5)
+    full = beam_search(model, ps, 4, 10, {STOP}, n_vocab=N_VOCAB, constraint=StopByRow())
+    early = beam_search(model, ps, 4, 10, {STOP}, n_vocab=N_VOCAB, constraint=StopByRow(), early_stop=True)
+    for f, e in zip(full, early):
+        assert 1 <= len(e) <= len(f)
+        assert [h.score for h in e] == sorted((h.score for h in e), reverse=True)
+        assert all(h.finished for h in e)  # (the live beams it dropped are not returned)
+
+
 def test_constraint_obeyed_by_every_mode(model):
     ps = prompts(2, 7, seed=3)
     c = EvenIds()

@@ -90,6 +90,34 @@ BAD = [
     "SELECT  name FROM employee",                          # a double space (no unbounded whitespace)
 ]
 
+# One planted violation per rule the decoding constraint adds to SQLite's own (each of these runs or fails
+# in SQLite for the reason given; all must be refused).
+RULES = {
+    "exact spelling of a column": "SELECT NAME FROM employee",
+    "exact spelling of a table": "SELECT name FROM Employee",
+    "keywords in one case": "SeLeCt name FROM employee",
+    "strings as the question or column writes them": "SELECT name FROM employee WHERE city = 'paris'",
+    "single-quoted strings only": 'SELECT name FROM employee WHERE city = "Paris"',
+    "one binding per name in a FROM": "SELECT T1.name FROM employee AS T1 JOIN employee AS T1",
+    "a table twice needs distinct names": "SELECT employee.name FROM employee JOIN employee",
+    "at most 5 tables": "SELECT T1.name FROM employee AS T1 JOIN employee AS T2 JOIN employee AS T3 "
+                        "JOIN employee AS T4 JOIN employee AS T5 JOIN employee AS T6",
+    "a bare ON name stays unambiguous": "SELECT T1.name FROM employee AS T1 JOIN department ON budget > 100 "
+                                        "JOIN department AS T2",
+    "no bare ON name while the SELECT list still needs a join":
+        "SELECT T2.name FROM employee AS T1 JOIN department ON budget > 100 JOIN department AS T2",
+    "an aggregate over its own query's columns": "SELECT name FROM employee WHERE age > "
+                                                 "(SELECT AVG(employee.age) FROM department)",
+    "no subquery inside an aggregate": "SELECT MAX((SELECT age FROM employee)) FROM department",
+    "one NOT": "SELECT name FROM employee WHERE NOT NOT age > 30",
+    "at most 3 arithmetic operators": "SELECT age + 1 + 2 + 3 + 4 FROM employee",
+    "at most 2 nested subqueries": "SELECT name FROM employee WHERE id IN (SELECT id FROM employee WHERE id IN "
+                                   "(SELECT id FROM employee WHERE id IN (SELECT id FROM employee)))",
+    "at most 2 decimals from a column range": "SELECT name FROM employee WHERE age > 31.125",
+    "ORDER BY (1) is positional": "SELECT name FROM employee ORDER BY (1)",
+    "ORDER BY -1 is positional": "SELECT name FROM employee ORDER BY -1",
+}
+
 
 @pytest.mark.parametrize("sql", GOOD)
 def test_accepts_valid_sql_and_it_runs(schema, db, sql):
@@ -101,6 +129,39 @@ def test_accepts_valid_sql_and_it_runs(schema, db, sql):
 @pytest.mark.parametrize("sql", BAD)
 def test_rejects_broken_sql(schema, db, sql):
     assert not checker(schema, db).accepts(sql)
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_each_decoding_rule_refuses_its_planted_violation(schema, db, rule):
+    assert not checker(schema, db).accepts(RULES[rule]), rule
+
+
+def test_the_rules_leave_their_valid_neighbours_alone(schema, db):
+    ok = ["select name from employee",  # lower-case keywords
+          "SELECT t1.name FROM employee AS t1 JOIN employee AS T2 ON t1.id = T2.id",
+          "SELECT T1.name FROM employee AS T1 JOIN department ON T1.department_id = department.id",
+          "SELECT name FROM employee WHERE NOT age > 30",
+          "SELECT age + 1 + 2 + 3 FROM employee",
+          "SELECT name FROM employee WHERE age > 31.5",
+          "SELECT name FROM employee ORDER BY (age - 30)",
+          "SELECT name FROM employee WHERE id IN (SELECT id FROM employee WHERE id IN (SELECT id FROM employee))"]
+    for sql in ok:
+        assert checker(schema, db).reject_reason(sql) is None, sql
+        assert execute_sql(db, sql).ok, sql
+    # Spider's case-insensitive gold is checked with exact_case=False
+    loose = SQLPrefixChecker(schema, "Which employees live in paris?", db, exact_case=False)
+    assert loose.accepts("SeLeCt NAME FROM Employee WHERE city = 'paris'")
+
+
+def test_aliases_avoid_schema_names(tmp_path):
+    """A schema whose names are tags (t1, c3) gets aliases that cannot be mistaken for them."""
+    path = tmp_path / "tags.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE t1 (c1 INTEGER, c2 TEXT); CREATE TABLE t2 (c1 INTEGER, c3 TEXT);")
+    conn.close()
+    c = SQLPrefixChecker(read_schema(path), "", path)
+    assert c.accepts("SELECT A1.c2, A2.c3 FROM t1 AS A1 JOIN t2 AS A2 ON A1.c1 = A2.c1")
+    assert not c.accepts("SELECT T1.c2 FROM t1 AS T1")
 
 
 def test_every_prefix_of_valid_sql_is_live_and_end_only_when_complete(schema, db):
@@ -258,9 +319,31 @@ def test_no_identifier_outside_the_schema_and_no_value_from_nowhere(random_model
                                         for p in v.split("%") if p), (sql, lit)
         for num in re.findall(r"(?<![\w.])\d+(?:\.\d+)?", stripped):
             assert num in {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"} or 1 <= float(num) <= 250, sql
-    # Walks that end are checked above. Known gap: the greedy completer (SQLPrefixChecker.completion) does
-    # not find a way out of every state, so a uniformly random walk ends in only about half the trials.
-    assert ended >= 3
+    assert ended == 12  # the token budget: every walk ends (test_every_walk_ends_within_the_token_budget)
+
+
+@pytest.mark.parametrize("budget", [16, 40, 120])
+def test_every_walk_ends_within_the_token_budget(tokenizer, schema, db, budget):
+    """Uniformly random walks through the allowed ids (the worst a model can do: long clauses, nesting,
+    joins the SELECT list needs) all write <|end|> within `budget` steps, and the SQL runs."""
+    rng = random.Random(budget)
+    con = SQLConstraint(tokenizer, schema, "Which employees live in Paris? Zanzibar Quux", db, max_tokens=budget)
+    for trial in range(60 if budget > 16 else 30):
+        ids = []
+        for step in range(budget):
+            allowed = con.allowed_ids(ids)
+            assert allowed, decode_sql(tokenizer, ids)
+            for t in rng.sample(allowed, min(3, len(allowed))):  # the lazy test agrees with the full set
+                assert con.allows(ids, t)
+            t = rng.choice(allowed)
+            if t == con.end_id:
+                break
+            ids.append(t)
+        else:
+            pytest.fail(f"ran out of {budget} steps: {decode_sql(tokenizer, ids)!r}")
+        sql = decode_sql(tokenizer, ids)
+        r = execute_sql(db, sql)
+        assert r.ok, (sql, r.error)
 
 
 def test_hostile_question_cannot_emit_control_tokens_or_a_second_statement(random_model, tokenizer, schema, db):

@@ -214,7 +214,7 @@ class ValueSource:
             return False
         if any(n.startswith(text) for n in self._candidates(spec)):
             return True
-        values = self.column(spec.column)
+        values = None if self.numbers else self.column(spec.column)  # see number_complete
         if values is None:
             return False
         i = bisect_left(values.texts, text)
@@ -245,7 +245,9 @@ class ValueSource:
             return False
         if text in set(self._candidates(spec)):
             return True
-        values = self.column(spec.column)
+        # a question that writes numbers says which ones it means: then a number is one of them (or a small
+        # count), never another from the column's range ("over 1690" cannot become "> 590")
+        values = None if self.numbers else self.column(spec.column)
         if values is None:
             return False
         if text in values.exact:
@@ -1116,7 +1118,9 @@ class SQLPrefixChecker:
         lead = "" if mode == SPACE or buf else " "
         out = [")"] if ")" in opts.puncts else []
         words = [w for w in opts.words if w not in _NOT_FOR_COMPLETION]
-        words.sort(key=lambda w: (w not in ("from", "by", "null"), len(w), w))
+        # qualifiers the SQL already used (T9.x needs a T9 in some FROM) before other words of a length
+        used = {x.rpartition(".")[0] for kind, x in self._lexemes[pid] if kind == "w" and "." in x}
+        words.sort(key=lambda w: (w not in ("from", "by", "null"), len(w), w not in used, w))
         out += [lead + self.spell(w) for w in words[:2]]
         if opts.numbers:
             out += [lead + n for n in numbers[:3]]

@@ -2,7 +2,8 @@
 
 CPU: Triton's interpreter (TRITON_INTERPRET=1). The kernels use no tl.dot (the matmuls of the linear
 version are torch's), so bf16 is tested on CPU too. GPU: the `cuda` tests at realistic shapes.
-Errors are relative to the largest reference value of each tensor.
+Errors are relative to the largest reference value of each tensor; the gradient of cross_entropy is
+also checked entry by entry (grad_entry_bounds), so a wrong softmax tail cannot hide below the max.
 """
 import dataclasses
 
@@ -14,8 +15,8 @@ import kernels
 import importlib
 from kernels import reference
 from tests import compile_gate
-from tests.kernel_testing import (U32, UNIT_ROUNDOFF, force_triton_backend, gamma,  # noqa: F401 (autouse fixture)
-                                  interpreting, rel_err)
+from tests.kernel_testing import (U32, UNDERFLOW, UNIT_ROUNDOFF, force_triton_backend,  # noqa: F401 (autouse fixture)
+                                  gamma, interpreting, rel_err)
 
 # `kernels.cross_entropy` is also the name of the public function, so fetch the module itself.
 ce = importlib.import_module("kernels.cross_entropy")
@@ -68,6 +69,58 @@ def upstream(loss, reduction, seed=2):
     return torch.tensor(0.5 + torch.rand((), generator=g).item(), device=loss.device)
 
 
+def grad_entry_bounds(x64, targets, reduction, up, dtype, label_smoothing=0.0, z_loss=0.0):
+    """A bound on the error of EACH entry of d(loss)/d(logits), not relative to the tensor's max: at
+    V = 50257 most entries are ~1e-6 of the max, so a max-relative check passes a wrong softmax tail.
+
+    Entry j of a kept row is c (p_j (1 + 2 z lse) - s / V - (1 - s) [j == t]), with c the upstream
+    gradient over the kept count (mean), or the upstream gradient (sum, none). In Higham's componentwise
+    form its error is at most a few u times the sum of the magnitudes of those terms, T_j =
+    p_j (1 + 2 z |lse|) + s / V + (1 - s) [j == t]: p_j = exp(x_j - lse) is off by p_j e_j, with e_j =
+    4 u (|x_j| + |lse|) + gamma(V) the error of the exponent (lse's V-term sum; the fp32 subtraction and
+    rescales), COND (= 4) times that as in tol(); the products and the subtraction add a few u (4 u here).
+    The kernel stores the gradient in the dtype, the upstream gradient reaches the backward in the dtype
+    (the loss's), and the backward scales the stored gradient there: 3 u_t |g_j|, plus the dtype's
+    underflow of both stores, the first one's scaled by the upstream gradient; an ignored row's gradient
+    is exactly 0."""
+    v = x64.shape[-1]
+    x = x64.detach().reshape(-1, v)
+    t = targets.reshape(-1)
+    kept = t != -100
+    lse = torch.logsumexp(x, dim=-1, keepdim=True)
+    p = torch.exp(x - lse)
+    terms = p * (1 + 2 * z_loss * lse.abs()) + label_smoothing / v
+    rows = torch.nonzero(kept).squeeze(1)
+    terms[rows, t[rows]] += 1 - label_smoothing
+    up = up.double().reshape(-1)
+    if reduction == "mean":
+        c = up.abs().expand(x.shape[0]) / kept.sum().clamp_min(1)
+    elif reduction == "sum":
+        c = up.abs().expand(x.shape[0])
+    else:
+        c = up.abs()
+    e = 4 * U32 * (x.abs() + lse.abs()) + gamma(v)
+    bound = (COND * e + 4 * U32) * terms * c[:, None] * kept[:, None]
+    up_rows = up.abs().expand(x.shape[0]) if reduction != "none" else up.abs()
+    return bound + UNDERFLOW[dtype] * (1 + up_rows[:, None]), kept
+
+
+def check_grad_entries(grad, x64_grad, x64, targets, reduction, up, label_smoothing=0.0, z_loss=0.0):
+    dtype = grad.dtype
+    bound, kept = grad_entry_bounds(x64, targets, reduction, up, dtype, label_smoothing, z_loss)
+    v = x64.shape[-1]
+    got, want = grad.detach().double().reshape(-1, v), x64_grad.reshape(-1, v)
+    err = (got - want).abs()
+    limit = bound + 3 * UNIT_ROUNDOFF[dtype] * want.abs()
+    limit[~kept] = 0.0  # an ignored row's gradient is exactly 0
+    bad = err > limit
+    if bad.any():
+        r, j = (int(i) for i in torch.nonzero(bad)[0])
+        raise AssertionError(f"grad[{r}, {j}]: {got[r, j].item():.4g}, want {want[r, j].item():.4g} "
+                             f"(error {err[r, j].item():.3g} > bound {limit[r, j].item():.3g}); "
+                             f"{int(bad.sum())} of {bad.numel()} entries out of bounds")
+
+
 def check_ce(logits, targets, reduction="mean", label_smoothing=0.0, z_loss=0.0):
     limit = tol(logits.dtype, logits, logits.numel() // logits.shape[-1])
     loss = kernels.cross_entropy(logits, targets, reduction=reduction,
@@ -82,6 +135,7 @@ def check_ce(logits, targets, reduction="mean", label_smoothing=0.0, z_loss=0.0)
     (ref * up.double()).sum().backward()
     assert logits.grad.dtype == logits.dtype and torch.isfinite(logits.grad).all()
     assert rel_err(logits.grad, x64.grad) < limit, f"grad: {rel_err(logits.grad, x64.grad)}"
+    check_grad_entries(logits.grad, x64.grad, x64, targets, reduction, up, label_smoothing, z_loss)
 
 
 @interpreting

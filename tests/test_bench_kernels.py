@@ -1,12 +1,24 @@
 """bench.kernels runs end to end on a CPU, with "ours" on the kernels' own path (Triton's interpreter),
 and its correctness column compares those kernels with PyTorch."""
 import csv
+import os
 
 import pytest
 
 from bench import kernels as bench_kernels
 from kernels.backend import triton_interpreting
 from tests.kernel_testing import gamma
+
+
+@pytest.fixture(autouse=True)
+def restore_environment():
+    """bench.kernels.main() sets KERNELS_BACKEND and the LayerNorm variant variables for its run: put
+    the environment back, or every later test in the session runs on whatever it left (the main job
+    through the Triton interpreter, for one)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def reduction_length(shape: str) -> int:

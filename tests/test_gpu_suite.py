@@ -19,6 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 attn_mod = importlib.import_module("kernels.attention")
 
 
+@pytest.fixture(autouse=True)
+def restore_environment():
+    """The bench CLIs called in-process here set KERNELS_* variables for their run: put them back."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def _env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in ("OUT", "SUITE_SKIP")}
     env.update(extra)

@@ -80,6 +80,31 @@ def check_against_reference(x, r, w, b, eps=1e-5, grad_h=True, dy_mean=0.0):
         assert rel_err(t.grad, t64.grad) < limit, f"d{name}: {rel_err(t.grad, t64.grad)}"
 
 
+def check_dw_db_entries(x, r, w, b, dy_mean):
+    """Per column, after check_against_reference (same dy): dw_j = sum_i dy_ij xhat_ij and db_j = sum_i dy_ij
+    against float64, each within its own componentwise bound rather than the tensor's max: db's fp32 sum
+    gamma(M) sum_i |dy_ij|; dw's also the error of xhat from h stored in the dtype and re-read,
+    u_t |h_ij| rstd_i + 8 u (|xhat_ij| + 1), each weighted by |dy_ij|; both then stored in the dtype, u_t |.|."""
+    dtype, n = x.dtype, x.shape[-1]
+    ut = UNIT_ROUNDOFF[dtype]
+    g = torch.Generator().manual_seed(1)
+    dy = (torch.randn(x.shape, generator=g) + dy_mean).to(dtype).double().reshape(-1, n)
+    h = (x.detach().double() + r.detach().double()).reshape(-1, n)
+    mean, var = h.mean(-1, keepdim=True), h.var(-1, unbiased=False, keepdim=True)
+    rstd = (var + 1e-5).rsqrt()
+    xhat = (h - mean) * rstd
+    m = h.shape[0]
+    for name, got, want, err_terms in (
+            ("dw", w.grad, (dy * xhat).sum(0),
+             (dy.abs() * (ut * h.abs() * rstd + 8 * U32 * (xhat.abs() + 1) + gamma(m) * xhat.abs())).sum(0)),
+            ("db", b.grad, dy.sum(0), gamma(m) * dy.abs().sum(0))):
+        bound = err_terms + ut * want.abs()
+        err = (got.double() - want).abs()
+        worst = int((err / bound).argmax())
+        assert (err <= bound).all(), (f"{name}[{worst}]: error {err[worst].item():.3g} > bound "
+                                      f"{bound[worst].item():.3g}; {int((err > bound).sum())} of {n} columns")
+
+
 @interpreting
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("n", [1, 7, 1023, 1500])
@@ -107,6 +132,35 @@ def test_many_rows_bf16_dw_accumulates_in_fp32():
     with torch.no_grad():
         x += torch.linspace(-3.0, 3.0, 48).to(x.dtype)
     check_against_reference(x, r, w, b, dy_mean=1.0)
+    check_dw_db_entries(x, r, w, b, dy_mean=1.0)
+
+
+@interpreting
+def test_wide_many_rows_bf16_dw_accumulates_in_fp32(monkeypatch):
+    # The wide backward (N > FUSED_BWD_MAX_WIDTH) sums dw/db in its own column-parallel kernel, which
+    # the 48-wide test above never reaches. One program over 128 rows: each of its [16, 256] fp32
+    # accumulators takes 8 row blocks. A bf16 accumulator rounds each add to 2^-8 of a running sum up
+    # to 8x the addend (dy with mean 1 and a column pattern in x make the addends alike): errors of
+    # several u_bf16 of each column's sum, which the max-relative bound (~0.03) lets through and the
+    # per-column bound (~2 u_bf16 of the column) does not.
+    monkeypatch.setattr(ln, "backward_programs", lambda m, n, device: 1)
+    n = ln.FUSED_BWD_MAX_WIDTH + 4
+    x, r, w, b = make_inputs((128, n), torch.bfloat16, seed=13)
+    with torch.no_grad():
+        x += torch.linspace(-3.0, 3.0, n).to(x.dtype)
+    check_against_reference(x, r, w, b, dy_mean=1.0)
+    check_dw_db_entries(x, r, w, b, dy_mean=1.0)
+
+
+@interpreting
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n", [4100, 8192, 8197, 16384])
+def test_wide_widths_up_to_the_largest_fused(dtype, n):
+    # 4100 .. MAX_FUSED_WIDTH (16384) through the wide kernels: dh in 2048-column tiles (a ragged last
+    # tile at 4100 and 8197), dw/db by 256-column blocks. Two rows keep the interpreter fast.
+    assert ln.FUSED_BWD_MAX_WIDTH < n <= ln.MAX_FUSED_WIDTH
+    x, r, w, b = make_inputs((2, n), dtype, seed=n)
+    check_against_reference(x, r, w, b)
 
 
 @interpreting

@@ -67,8 +67,9 @@ def make_constraint(tokenizer, context: SQLContext, max_tokens: int | None = Non
     """The constraint of one question. The model writes SQL over the schema's tags (text2sql/schema_tags.py),
     so the constraint checks against the tagged schema and reads column values under the real names."""
     tags = schema_tags(context.schema)
+    # question_decides: a question that writes a column's stored value, or numbers, decides the literals
     return SQLConstraint(tokenizer, tags.tagged, context.question, context.db_path, max_tokens=max_tokens,
-                         real_names=tags.real_column)
+                         real_names=tags.real_column, question_decides=True)
 
 
 _LITERAL = re.compile(r"'((?:[^']|'')*)'|(?<![\w.])(\d+(?:\.\d+)?)(?![\w.])")

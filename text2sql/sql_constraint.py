@@ -101,7 +101,8 @@ class _ColumnValues:
 class ValueSource:
     """The literals a query may contain: spans of the question, and (with a database) column values."""
 
-    def __init__(self, question: str, db_path: str | Path | None = None, real_names=None, exact_case: bool = True):
+    def __init__(self, question: str, db_path: str | Path | None = None, real_names=None, exact_case: bool = True,
+                 question_decides: bool = False):
         # exact_case: a string is copied as the question or the column writes it (SQLite's = is
         # case-sensitive); LIKE pieces (case-insensitive in SQLite) are compared in lower case either way
         self.exact = exact_case
@@ -113,6 +114,8 @@ class ValueSource:
         self.numbers = frozenset(_NUMBER_IN_TEXT.findall(question))
         self._columns: dict[tuple[str, str], _ColumnValues | None] = {}
         self._named: dict[tuple[str, str], list[str] | None] = {}
+        # literals the question decides (named_values, number_complete): on for decoding (text2sql/decoding.py)
+        self.question_decides = question_decides
 
     def column(self, col: tuple[str, str] | None) -> _ColumnValues | None:
         if col is None or self.db_path is None:
@@ -167,6 +170,8 @@ class ValueSource:
         values = self.column(col)
         if values is None:
             return None
+        if not self.question_decides:
+            return None
         if col not in self._named:
             words = [v for v in values.texts if len(v) >= 2 and self._span_in(self.question_lower, v.lower(), True)]
             self._named[col] = sorted(words) if any(self._question_span(v, complete=True) for v in words) else None
@@ -214,7 +219,7 @@ class ValueSource:
             return False
         if any(n.startswith(text) for n in self._candidates(spec)):
             return True
-        values = None if self.numbers else self.column(spec.column)  # see number_complete
+        values = None if self.question_decides and self.numbers else self.column(spec.column)  # number_complete
         if values is None:
             return False
         i = bisect_left(values.texts, text)
@@ -245,9 +250,9 @@ class ValueSource:
             return False
         if text in set(self._candidates(spec)):
             return True
-        # a question that writes numbers says which ones it means: then a number is one of them (or a small
-        # count), never another from the column's range ("over 1690" cannot become "> 590")
-        values = None if self.numbers else self.column(spec.column)
+        # question_decides: a question that writes numbers says which ones it means; a number is then one of
+        # them (or a small count), never another from the column's range ("over 1690" cannot become "> 590")
+        values = None if self.question_decides and self.numbers else self.column(spec.column)
         if values is None:
             return False
         if text in values.exact:
@@ -885,10 +890,10 @@ class SQLPrefixChecker:
     case-insensitive rules (for checking gold queries written by people, as Spider's are)."""
 
     def __init__(self, schema: Schema, question: str = "", db_path: str | Path | None = None, real_names=None,
-                 exact_case: bool = True):
+                 exact_case: bool = True, question_decides: bool = False):
         self.exact = exact_case
         self.index = SchemaIndex(schema)
-        self.values = ValueSource(question, db_path, real_names, exact_case)
+        self.values = ValueSource(question, db_path, real_names, exact_case, question_decides)
         self._lexemes: list[tuple] = [()]
         self._child: dict[tuple, int] = {}
         self._options: dict[int, Options | None] = {}
@@ -1223,12 +1228,12 @@ class SQLConstraint:
 
     def __init__(self, tokenizer, schema: Schema, question: str = "", db_path: str | Path | None = None,
                  end_id: int | None = None, max_tokens: int | None = None, window: int = 40, real_names=None,
-                 exact_case: bool = True):
+                 exact_case: bool = True, question_decides: bool = False):
         from text2sql.prompt import SQL_END_TOKEN, special_token_ids
 
         self.tokenizer = tokenizer
         self.trie = TokenTrie.for_tokenizer(tokenizer)
-        self.checker = SQLPrefixChecker(schema, question, db_path, real_names, exact_case)
+        self.checker = SQLPrefixChecker(schema, question, db_path, real_names, exact_case, question_decides)
         self.end_id = special_token_ids(tokenizer)[SQL_END_TOKEN] if end_id is None else end_id
         self._states: dict[tuple, tuple | None] = {(): self.checker.start}
         self._next: dict[tuple, tuple | None] = {}  # (state, id) -> state

@@ -119,7 +119,7 @@ class Hypothesis:
     finished: bool        # ended with a stop id (False: ran out of steps)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_new_tokens: int,
                 stop_ids: Collection[int], n_vocab: int | None = None, constraint: Constraint | None = None,
                 length_penalty: float = 1.0, early_stop: bool = False) -> list[list[Hypothesis]]:

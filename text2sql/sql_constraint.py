@@ -113,6 +113,7 @@ class ValueSource:
         self.real_names = real_names
         self.numbers = frozenset(_NUMBER_IN_TEXT.findall(question))
         self._columns: dict[tuple[str, str], _ColumnValues | None] = {}
+        self._viable: dict = {}
         self._named: dict[tuple[str, str], list[str] | None] = {}
         # literals the question decides (named_values, number_complete): on for decoding (text2sql/decoding.py)
         self.question_decides = question_decides
@@ -182,6 +183,13 @@ class ValueSource:
         return values.texts if named is None else named
 
     def string_viable(self, spec: StrSpec, content: str) -> bool:
+        key = (spec, content)
+        out = self._viable.get(key)
+        if out is None:
+            out = self._viable[key] = self._string_viable(spec, content)
+        return out
+
+    def _string_viable(self, spec: StrSpec, content: str) -> bool:
         c = content if self.exact else content.lower()
         if not c:
             return True
@@ -289,6 +297,7 @@ class SchemaIndex:
         self.sat_cache: dict = {}
         self.join_cache: dict = {}
         self.spelled_cache: dict = {}
+        self.words_cache: dict = {}
         self._spellings: dict[str, frozenset] = {}
         self.all_columns = tuple(sorted({c for cols in self.columns.values() for c in cols}))
         self.tables_with: dict[str, tuple[str, ...]] = {
@@ -564,7 +573,7 @@ class _Parser:
         key = (bindings, tuple(scope.pending), tuple(scope.pending_agg), self._outer_key(scope.parent))
         hit = self.index.sat_cache.get(key)
         if hit is None:
-            hit = self.index.sat_cache[key] = self._satisfiable(scope, bindings, 0)
+            hit = self.index.sat_cache[key] = self._satisfiable(scope, bindings)
         return hit
 
     @staticmethod
@@ -575,7 +584,7 @@ class _Parser:
             scope = scope.parent
         return tuple(out)
 
-    def _satisfiable(self, scope, bindings, depth) -> bool:
+    def _satisfiable(self, scope, bindings) -> bool:
         bound = dict(bindings)
         cols = self.index.columns
         unmet = None
@@ -595,7 +604,7 @@ class _Parser:
                 unmet = ("alias" if q in self.index.aliases else "table", q)
         if unmet is None:
             return True
-        if depth >= 4 or len(bindings) >= MAX_TABLES:
+        if len(bindings) >= MAX_TABLES:
             return False
         kind, x = unmet
         if kind == "table":
@@ -605,7 +614,7 @@ class _Parser:
         else:
             options = [(t if t not in bound else next((a for a in self.index.aliases if a not in bound), t), t)
                        for t in self.index.tables if x in cols[t]]
-        return any(self._satisfiable(scope, bindings + (o,), depth + 1) for o in options if o[0] not in bound)
+        return any(self.satisfiable(scope, bindings + (o,)) for o in options if o[0] not in bound)
 
     def pending_resolved(self, scope: _Scope) -> bool:
         return all(self.resolve(scope, q, c) is not None for q, c in scope.pending)
@@ -627,15 +636,26 @@ class _Parser:
         return None
 
     def column_words(self, scope: _Scope) -> set:
-        if not scope.in_from:
-            words = set(self.index.pre_from_words)
-            for a in {q for q, _ in scope.pending if q in self.index.aliases}:
-                used = {c for q, c in scope.pending if q == a}
-                ok = {c for cols in self.index.columns.values() if used <= set(cols) for c in cols}
-                words -= {f"{a}.{c}" for c in self.index.all_columns if c not in ok}
-            if scope.pending:  # keep only references some FROM clause can still resolve together with the others
-                words = {w for w in words if self.sat_with(scope, w)}
+        if not scope.in_from:  # (memoised: the SELECT list is re-read at every lexeme)
+            key = (tuple(scope.pending), tuple(scope.pending_agg), self.agg_scope is scope,
+                   self._outer_key(scope.parent))
+            words = self.index.words_cache.get(key)
+            if words is None:
+                words = self.index.words_cache[key] = frozenset(self._pre_from_words(scope))
             return words
+        return self._column_words(scope)
+
+    def _pre_from_words(self, scope: _Scope) -> set:
+        words = set(self.index.pre_from_words)
+        for a in {q for q, _ in scope.pending if q in self.index.aliases}:
+            used = {c for q, c in scope.pending if q == a}
+            ok = {c for cols in self.index.columns.values() if used <= set(cols) for c in cols}
+            words -= {f"{a}.{c}" for c in self.index.all_columns if c not in ok}
+        if scope.pending:  # keep only references some FROM clause can still resolve together with the others
+            words = {w for w in words if self.sat_with(scope, w)}
+        return words
+
+    def _column_words(self, scope: _Scope) -> set:
         words = set()
         if scope.from_done or self.pending_resolved(scope):  # (column_ref: bare names in ON)
             for c in self.index.all_columns:

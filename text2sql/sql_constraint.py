@@ -28,10 +28,22 @@ Three layers, each cheap because the one below it is memoised:
 Values (the "where do literals come from" rule): a string literal is a span of the question that starts
 and ends at word boundaries, or a value of the compared column (first `MAX_COLUMN_VALUES` distinct values);
 a LIKE pattern is `%`-separated pieces of the question or of the column's values; a number is one written
-in the question or (compared with a column) inside the column's [min, max]; counts and LIMIT may also use
-the integers 0..10. Identifiers are compared case-insensitively, as SQLite does; identifiers that need
-quoting (spaces, dashes) are not offered. Known gaps (reported by tests/test_sql_constraint.py on Spider):
-subqueries in FROM, functions other than the five aggregates, CASE, CAST, `AS` names in the SELECT list.
+in the question or (compared with a column) inside the column's [min, max] (at most 2 decimals); counts
+and LIMIT may also use the integers 0..10. For decoding (exact_case, the default) tables and columns are
+written only as the schema spells them, keywords and aliases in upper or lower case, strings as the
+question or the column writes them and in single quotes; exact_case=False checks SQLite's own
+case-insensitive rules (Spider's gold). Identifiers that need quoting (spaces, dashes) are not offered.
+
+Rules beyond SQLite's own, so that every decode runs and none runs away: at most 5 tables in one FROM
+(a table twice needs distinct names); a bare column named in ON never becomes ambiguous through a later
+join; aggregates only over their own query's columns, with no subquery inside; one NOT per predicate; 3
+arithmetic operators per expression; 2 SELECTs nested below the top one; 4 nested brackets; ORDER BY /
+GROUP BY never start with a number, even behind brackets or a minus (SQLite reads them as positions).
+The token budget (SQLConstraint, max_tokens): near the end of the decode's steps only ids that leave a
+completion short enough to finish in time are allowed (SQLPrefixChecker.completion).
+
+Known gaps (reported by tests/test_sql_constraint.py on Spider): subqueries in FROM, functions other than
+the five aggregates, CASE, CAST, `AS` names in the SELECT list.
 """
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def slot_sql(sql: str, slots: list) -> str | None:
             # to a table it does name, as that table's words plus the rest ("<0>:name", "<1>:id")
             words = identifier_words(tok)
             for k, (kind, v) in enumerate(slots):
-                tables = [t for t, c in v if c is None] if kind == "name" else []
+                tables = sorted(t for t, c in v if c is None) if kind == "name" else []
                 tw = table_words(tables[0]) if tables else None
                 if tw and len(words) > len(tw) and words[:len(tw)] == tw:
                     out.append(f"<{k}>:" + "_".join(words[len(tw):]))
@@ -108,16 +108,22 @@ def _is_keyword(tok: str) -> bool:
     return tok.lower() in _KEYWORDS
 
 
+def _item_key(item: tuple[str, str | None]) -> tuple[str, str]:
+    """A total order on (table, column or None) slot items."""
+    return item[0], item[1] or ""
+
+
 def fill_sql(template: str, slots: list, schema: Schema) -> str:
     """Put this question's names and values into a SQL template. A name slot that could mean several
     schema items takes the column of a table already named in the query when there is one."""
-    tables = {next(iter(v))[0] for kind, v in slots if kind == "name" and all(c is None for _, c in v)}
+    tables = {min(v, key=_item_key)[0] for kind, v in slots if kind == "name" and all(c is None for _, c in v)}
 
     def name(k: int, as_table: bool) -> str:
         kind, v = slots[k]
         if kind == "value":
             return v
-        items = sorted(v, key=lambda tc: (tc[0] not in tables, tc[1] is None))
+        # ties broken by name, not by the set's (hash-seed dependent) order: the same guess in every process
+        items = sorted(v, key=lambda tc: (tc[0] not in tables, tc[1] is None) + _item_key(tc))
         if as_table:
             return next((t for t, c in items if c is None), items[0][0])
         return next((c for t, c in items if c is not None), items[0][0])

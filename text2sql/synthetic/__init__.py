@@ -74,6 +74,7 @@ def generate(out_dir: str | Path, seed: int = 0, num_databases: int = 60, train_
     splits: dict[str, list] = {name: [] for name in SPLITS}
     tables = []
     seen_by_split = Counter()
+    tty = sys.stderr.isatty()
     for i in range(num_databases):
         split = split_of(i, num_databases)
         k = seen_by_split[split]
@@ -95,9 +96,11 @@ def generate(out_dir: str | Path, seed: int = 0, num_databases: int = 60, train_
         wordings = "held_out" if split == "test_wordings" else "train"
         for rec in generate_questions(built, db_path, n, rng, wordings=wordings):
             splits[split].append({"db_id": db_id, **rec})
-        if progress:
+        if progress and tty:  # a terminal redraws one line; a log file gets a line every 10%
             print(f"\rsynthetic: database {i + 1}/{num_databases}", end="", file=sys.stderr, flush=True)
-    if progress:
+        elif progress and ((i + 1) % max(1, num_databases // 10) == 0 or i + 1 == num_databases):
+            print(f"synthetic: database {i + 1}/{num_databases}", file=sys.stderr, flush=True)
+    if progress and tty:
         print(file=sys.stderr)
     (out / "tables.json").write_text(json.dumps(tables, indent=1))
     for split, recs in splits.items():

@@ -13,7 +13,7 @@ import kernels
 import kernels.layernorm as ln
 from tests import compile_gate
 from tests.kernel_testing import force_triton_backend, interpreting  # noqa: F401 (autouse fixture)
-from tests.test_layernorm import check_against_reference, make_inputs
+from tests.test_layernorm import assert_backward_is_deterministic, check_against_reference, make_inputs
 
 
 @pytest.fixture
@@ -210,12 +210,4 @@ def test_cuda_blocked_values_and_grads(blocked, dtype, n):
 @pytest.mark.cuda
 def test_cuda_blocked_backward_is_deterministic(blocked):
     x, r, w, b = make_inputs((8192, 768), torch.bfloat16, device="cuda", seed=11)
-    grads = []
-    for _ in range(2):
-        for t in (x, r, w, b):
-            t.grad = None
-        y, h = kernels.layer_norm(x, w, b, residual=r)
-        (y.float().square().sum() + h.float().sum()).backward()
-        grads.append([t.grad.clone() for t in (x, r, w, b)])
-    for a, c in zip(*grads):
-        assert torch.equal(a, c)
+    assert_backward_is_deterministic(x, r, w, b)

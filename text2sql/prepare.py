@@ -145,6 +145,9 @@ def _load_synthetic(args):
 
 def _spider_args(group) -> None:
     group.add_argument("--spider-dir", default=None, help="Spider-format folder (train.json, tables.json, database/)")
+    group.add_argument("--spider-augment-per-db", type=int, default=0, metavar="N",
+                       help="(spider) add to train up to N generated question/SQL pairs per *training* database "
+                            "(text2sql/synthetic/from_sqlite.py; held-out databases get none); 0: gold pairs only")
 
 
 def _load_spider(args):
@@ -152,9 +155,33 @@ def _load_spider(args):
 
     if not args.spider_dir:
         raise ValueError("--source spider needs --spider-dir FOLDER")
+    if args.spider_augment_per_db < 0:
+        raise ValueError(f"--spider-augment-per-db must be >= 0, got {args.spider_augment_per_db}")
     errors = RecordErrors()
     splits = SpiderFolder(args.spider_dir, errors).splits(args.holdout_databases, args.split_seed)
+    if args.spider_augment_per_db:
+        splits["train"] += spider_augmentation(args.spider_dir, args.spider_augment_per_db, args.holdout_databases,
+                                               args.split_seed, errors, held_out={e.db_id for e in splits["val"]})
     return finish(args, splits, errors, "spider")
+
+
+def spider_augmentation(spider_dir, per_db: int, holdout_databases: int, split_seed: int, errors: RecordErrors,
+                        held_out: set[str]) -> list[Example]:
+    """Generated pairs over the training databases of a Spider folder, for its train split only.
+
+    Spider gives ~50 gold questions per database, too few for a small model to learn to copy schema
+    items it has not seen; the question maker multiplies them. `load_sqlite` holds out the same databases
+    as the Spider source (same --holdout-databases/--split-seed); `held_out` re-checks it, so a generated
+    question on a validation database can never reach training even if the two hold-outs drifted apart."""
+    from text2sql.sources.sqlite import load_sqlite
+
+    print(f"[prepare] generating up to {per_db} questions per Spider training database", file=sys.stderr)
+    generated = load_sqlite([], per_db=per_db, holdout_databases=holdout_databases, split_seed=split_seed,
+                            errors=errors, spider_dir=spider_dir, strict=False)["train"]
+    leaked = {e.db_id for e in generated} & held_out
+    if leaked:
+        raise ValueError(f"generated questions on held-out databases {sorted(leaked)}: the hold-outs disagree")
+    return generated
 
 
 def _wikisql_args(group) -> None:

@@ -32,9 +32,14 @@ steps come down.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
+
+# Training takes every core with OpenMP threads that sleep rather than spin while they wait (as the main
+# job, text2sql/demo.py); this must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -55,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "spider_h100_* configs, sized for one H100 hour")
     p.add_argument("--pretrain-steps", type=int, default=0, help="0: the config's")
     p.add_argument("--finetune-steps", type=int, default=0, help="0: the config's")
+    p.add_argument("--augment-per-db", type=int, default=200,
+                   help="generated question/SQL pairs added per training database (0: Spider's gold pairs only)")
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--block-size", type=int, default=512)
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
@@ -74,6 +81,7 @@ def main(argv=None) -> int:
 
 
 def run_recipe(args) -> int:
+    import text2sql.prepare  # noqa: F401  (registers the text-to-SQL sources that the steps below name)
     from data.prepare import TOKENIZER_FILE, prepare
     from text2sql.evaluate import evaluate_checkpoint
     from train.config import load_config
@@ -83,10 +91,11 @@ def run_recipe(args) -> int:
     pre_data, ft_data = work / "spider-pretrain", work / "spider"
     pre_run, ft_run = runs / "spider-pretrain", runs / "spider"
     quiet = ["train.progress=false"] if args.no_progress else []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
     def train(config_name: str, overrides: list[str]) -> None:
         try:
-            run(load_config(config_name, overrides + quiet + args.overrides))
+            run(load_config(config_name, [f"train.threads={cores}"] + overrides + quiet + args.overrides))
         except TrainingDiverged as e:
             raise ValueError(str(e)) from None
 
@@ -104,7 +113,8 @@ def run_recipe(args) -> int:
             + step_overrides(args.pretrain_steps))),
         ("prepare Spider (databases held out for val)", lambda: prepare(
             "spider", ft_data, spider_dir=args.spider_dir, holdout_databases=args.holdout_databases,
-            tokenizer=str(pre_data / TOKENIZER_FILE), block_size=args.block_size, questions_per_schema=4)),
+            tokenizer=str(pre_data / TOKENIZER_FILE), block_size=args.block_size, questions_per_schema=4,
+            spider_augment_per_db=args.augment_per_db)),
         ("fine-tune", lambda: train(prefix + "finetune", [
             f"data.dir={ft_data}", f"train.out_dir={ft_run}", f"train.init_from={pre_run}", "train.overwrite=true"]
             + step_overrides(args.finetune_steps))),

@@ -202,6 +202,43 @@ def test_accepts_every_gold_query_of_the_generator(tmp_path):
     assert gold_rejections(items) == []
 
 
+def options_along(schema, question, db, sql, exact_case=True):
+    """{lexeme prefix: Options} for every lexeme prefix of `sql` (a fresh checker: no shared caches)."""
+    c = SQLPrefixChecker(schema, question, db, exact_case=exact_case)
+    c.check(sql)
+    return {c._lexemes[pid]: opts for pid, opts in c._options.items()}
+
+
+def test_fresh_alias_shortcut_gives_the_options_of_the_full_search(tmp_path, schema, db, monkeypatch):
+    """_satisfiable_words tests one fresh alias per column and copies its answer to the other fresh ones;
+    with the shortcut replaced by the full search (every word tested), every lexeme prefix of the queries
+    below (generator gold: joins, nesting, set operations over many schemas; hand-written nested queries
+    whose inner SELECT list names an outer alias) must get exactly the same options."""
+    from text2sql import sql_constraint
+
+    synthetic.generate(tmp_path, seed=11, num_databases=8, train_per_db=60, eval_per_db=5, progress=False)
+    items = [(schema, "age 30 45 Paris", db, sql) for sql in GOOD + [
+        "SELECT T1.name FROM employee AS T1 WHERE T1.age > (SELECT AVG(T2.age) FROM employee AS T2 "
+        "WHERE T2.city = T1.city)",
+        "SELECT T1.name FROM department AS T1 WHERE T1.id IN (SELECT T1.department_id FROM employee AS T1)",
+        "SELECT T2.name, T1.city FROM employee AS T1 JOIN department AS T2 ON T1.department_id = T2.id "
+        "WHERE T2.budget > (SELECT MIN(T3.budget) FROM department AS T3)"]]
+    for split in sorted(tmp_path.glob("*.json")):
+        if split.name == "tables.json":
+            continue
+        for e in json.loads(split.read_text()):
+            path = tmp_path / "database" / e["db_id"] / f"{e['db_id']}.sqlite"
+            items.append((read_schema(path), e["question"], path, normalize_sql_text(e["query"])))
+    assert sum("JOIN" in sql for *_, sql in items) > 20 and sum("(SELECT" in sql for *_, sql in items) > 10
+    fast = [options_along(*item) for item in items]
+    monkeypatch.setattr(sql_constraint._Parser, "_satisfiable_words",
+                        lambda self, scope, words: {w for w in words if self.sat_with(scope, w)})
+    full = [options_along(*item) for item in items]
+    assert sum(len(f) for f in full) > 3000
+    for item, f, g in zip(items, fast, full):
+        assert f == g, item[3]
+
+
 @pytest.mark.skipif(not (SPIDER / "train.json").is_file(), reason="Spider is not at /work/shared/data/spider")
 def test_accepts_spider_train_gold_but_a_few_known_ones():
     schemas, items = {}, []

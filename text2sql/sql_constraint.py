@@ -664,8 +664,31 @@ class _Parser:
             ok = {c for cols in self.index.columns.values() if used <= set(cols) for c in cols}
             words -= {f"{a}.{c}" for c in self.index.all_columns if c not in ok}
         if scope.pending:  # keep only references some FROM clause can still resolve together with the others
-            words = {w for w in words if self.sat_with(scope, w)}
+            words = self._satisfiable_words(scope, words)
         return words
+
+    def _satisfiable_words(self, scope: _Scope, words: set) -> set:
+        """The words w with sat_with(scope, w). An alias that neither the SELECT list so far nor an outer
+        query uses ("fresh") is only a name: `t5.c` and `t7.c` are decided by the same search with the
+        alias renamed, so one fresh alias is tested for every column and the others copy its answer.
+        (With 9 aliases this is most of the words; the search per word is the parser's hot spot.)"""
+        used = {q for q, _ in scope.pending}
+        s = scope.parent
+        while s is not None:
+            used.update(b for b, _ in s.bindings)
+            s = s.parent
+        fresh = [a for a in self.index.aliases if a not in used]
+        rep = fresh[0] if fresh else None
+        copies = set(fresh[1:])
+        out = set()
+        for w in words:
+            q, dot, c = w.rpartition(".")
+            if not (dot and q in copies) and self.sat_with(scope, w):
+                out.add(w)
+        if rep is not None:
+            ok = {w.rpartition(".")[2] for w in out if w.rpartition(".")[0] == rep}
+            out.update(w for w in words if w.rpartition(".")[0] in copies and w.rpartition(".")[2] in ok)
+        return out
 
     def _column_words(self, scope: _Scope) -> set:
         words = set()

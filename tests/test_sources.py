@@ -310,3 +310,41 @@ def test_bad_packing_options_are_refused_before_any_database_is_written(tmp_path
     assert prepare.main(["--source", "synthetic", "--out", str(out), "--block-size", "16"]) == 2
     assert "--block-size 16" in capsys.readouterr().err
     assert not (out / "synthetic").exists()  # checked first: nothing generated
+
+
+def test_spider_readable_names_from_tables_json_reach_the_prompt_and_linking(tmp_path):
+    """tables.json's wordings (`column_names`: StuID -> "student id") are the schema's readable names when
+    the schema is read from the SQLite file too; the tagged prompt writes them, the question links through
+    them, they survive the examples file (to_dict/from_dict), and a database without an entry keeps its
+    identifier words."""
+    from text2sql.schema import Schema
+    from text2sql.schema_tags import schema_tags
+
+    root = tmp_path / "spider"
+    for db in ("dorm_1", "plain_1"):
+        path = root / "database" / db / f"{db}.sqlite"
+        path.parent.mkdir(parents=True)
+        conn = sqlite3.connect(path)
+        conn.executescript("CREATE TABLE Student (StuID INTEGER PRIMARY KEY, Fname TEXT, Age INTEGER);"
+                           "INSERT INTO Student VALUES (1, 'Linda', 18), (2, 'Tracy', 19);")
+        conn.close()
+    (root / "tables.json").write_text(json.dumps([{
+        "db_id": "dorm_1", "table_names_original": ["Student"], "table_names": ["student"],
+        "column_names_original": [[-1, "*"], [0, "StuID"], [0, "Fname"], [0, "Age"]],
+        "column_names": [[-1, "*"], [0, "student id"], [0, "first name"], [0, "age"]],
+        "column_types": ["text", "number", "text", "number"], "primary_keys": [1], "foreign_keys": []}]))
+    (root / "train.json").write_text(json.dumps([
+        {"db_id": db, "question": "What is the first name of the student with student id 1?",
+         "query": "SELECT Fname FROM Student WHERE StuID = 1"} for db in ("dorm_1", "plain_1")]))
+    worded, plain = SpiderFolder(root, RecordErrors(quiet=True)).load_split("train.json")
+    assert [c.readable for c in worded.schema.tables[0].columns] == ["student id", "first name", "age"]
+    assert [c.readable for c in plain.schema.tables[0].columns] == ["", "", ""]
+    text = schema_tags(worded.schema).schema_text(worded.schema.tables)
+    assert text == "tab1 student: col1 student id int pk, col2 first name text, col3 age int"
+    assert schema_tags(plain.schema).schema_text(plain.schema.tables) == \
+        "tab1 student: col1 stu id int pk, col2 fname text, col3 age int"
+    annotated = schema_tags(worded.schema).annotate(worded.question)
+    assert "first name (col2)" in annotated and "student id (col1)" in annotated
+    assert "first name (col" not in schema_tags(plain.schema).annotate(plain.question)
+    assert Schema.from_dict(worded.schema.to_dict()) == worded.schema
+    assert "readable" not in json.dumps(plain.schema.to_dict())  # files of other sources are unchanged

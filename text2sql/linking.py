@@ -52,18 +52,21 @@ def schema_phrases(schema: Schema) -> dict[str, set[tuple[str, str | None]]]:
     """{phrase: {(table, column or None)}} for every way a question may name a table or a column."""
     phrases: dict[str, set] = defaultdict(set)
     for t in schema.tables:
-        tw = table_words(t.name)
-        if not tw:
-            continue
-        for form in {" ".join(tw), " ".join(tw[:-1] + [plural(tw[-1])]), " ".join(identifier_words(t.name))}:
-            phrases[form].add((t.name, None))
-        for c in t.columns:
-            cw = identifier_words(c.name)
-            if not cw:
+        # a name and, where the source words it (Spider's tables.json: 'StuID' -> 'student id'), its wording
+        for table_name in dict.fromkeys(n for n in (t.name, t.readable) if n):
+            tw = table_words(table_name)
+            if not tw:
                 continue
-            phrases[" ".join(cw)].add((t.name, c.name))
-            if len(cw) > len(tw) and cw[:len(tw)] == tw:  # patient_name in patients: also "name"
-                phrases[" ".join(cw[len(tw):])].add((t.name, c.name))
+            for form in {" ".join(tw), " ".join(tw[:-1] + [plural(tw[-1])]), " ".join(identifier_words(table_name))}:
+                phrases[form].add((t.name, None))
+            for c in t.columns:
+                for column_name in dict.fromkeys(n for n in (c.name, c.readable) if n):
+                    cw = identifier_words(column_name)
+                    if not cw:
+                        continue
+                    phrases[" ".join(cw)].add((t.name, c.name))
+                    if len(cw) > len(tw) and cw[:len(tw)] == tw:  # patient_name in patients: also "name"
+                        phrases[" ".join(cw[len(tw):])].add((t.name, c.name))
     return phrases
 
 

@@ -50,7 +50,7 @@ SQL_END_TOKEN = "<|end|>"  # ends the SQL answer (the model stops there)
 ENDOFTEXT_TOKEN = DOCUMENT_END_TOKEN  # "<|endoftext|>": separates documents in a token stream (data/)
 SPECIAL_TOKENS = [ENDOFTEXT_TOKEN, SCHEMA_TOKEN, QUESTION_TOKEN, SQL_TOKEN, SQL_END_TOKEN]
 
-PROMPT_VERSION = 5  # bumped whenever the same example gives other tokens (prepared data is remade)
+PROMPT_VERSION = 6  # bumped whenever the same example gives other tokens (prepared data is remade)
 DEFAULT_MAX_SQL_TOKENS = 96  # room kept for the SQL (and <|end|>) when the schema is fitted
 
 

@@ -38,6 +38,7 @@ class Column:
     type: str = ""
     primary_key: bool = False
     references: tuple[str, str] | None = None  # (table, column) this foreign key points to
+    readable: str = ""  # the name in words where a source gives one (Spider's tables.json: StuID -> "student id")
 
     def to_text(self, with_type: bool = True, marked: bool = False) -> str:
         parts = [self.name + ("*" if marked else "")]
@@ -54,6 +55,7 @@ class Column:
 class Table:
     name: str
     columns: list[Column] = field(default_factory=list)
+    readable: str = ""  # as Column.readable
 
     def to_text(self, with_types: bool = True, marked: frozenset = frozenset()) -> str:
         """`name: col type pk, ...`; a column (or the table) in `marked` is written with a `*` after its
@@ -78,18 +80,22 @@ class Schema:
         raise KeyError(name)
 
     def to_dict(self) -> dict:
-        return {"tables": [{"name": t.name, "columns": [
+        def named(d: dict, readable: str) -> dict:  # "readable" only where a source gave one
+            return {**d, "readable": readable} if readable else d
+
+        return {"tables": [named({"name": t.name, "columns": [named(
             {"name": c.name, "type": c.type, "primary_key": c.primary_key,
-             "references": list(c.references) if c.references else None} for c in t.columns]}
-            for t in self.tables]}
+             "references": list(c.references) if c.references else None}, c.readable) for c in t.columns]},
+            t.readable) for t in self.tables]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Schema":
         """Inverse of `to_dict`; raises ValueError on a malformed dict."""
         try:
             return cls([Table(t["name"], [Column(c["name"], c.get("type") or "", bool(c.get("primary_key")),
-                                                 tuple(c["references"]) if c.get("references") else None)
-                                          for c in t["columns"]]) for t in d["tables"]])
+                                                 tuple(c["references"]) if c.get("references") else None,
+                                                 c.get("readable") or "")
+                                          for c in t["columns"]], t.get("readable") or "") for t in d["tables"]])
         except (KeyError, TypeError) as e:
             raise ValueError(f"malformed schema dict (expected tables[].name/columns[].name): {e}") from e
 

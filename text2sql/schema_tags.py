@@ -43,9 +43,10 @@ else end exists""".split())
 FUNCTIONS = frozenset("count sum avg min max cast".split())  # renamed only when not called: `count(` stays
 
 
-def readable(name: str) -> str:
-    """An identifier as the words a question uses: 'dishName' / 'dish_name' -> 'dish name'."""
-    return " ".join(identifier_words(name)) or name.lower()
+def readable(name: str, given: str = "") -> str:
+    """An identifier as the words a question uses: 'dishName' / 'dish_name' -> 'dish name'. `given` is a
+    source's own wording of it (Spider's tables.json: 'StuID' -> 'student id'), used when there is one."""
+    return " ".join(identifier_words(given or name)) or name.lower()
 
 
 def _unquote(lexeme: str) -> str | None:
@@ -117,7 +118,7 @@ class SchemaTags:
         """`tab1 wards: col1 ward id int pk, col2 ward name text, col5 ward id int fk tab1` (one table)."""
         cols = []
         for c in table.columns:
-            parts = [self.tag_of[c.name.lower()], readable(c.name)]
+            parts = [self.tag_of[c.name.lower()], readable(c.name, c.readable)]
             if with_types and c.type:
                 parts.append(compact_type(c.type))
             if c.primary_key:
@@ -125,7 +126,7 @@ class SchemaTags:
             if c.references:
                 parts.append("fk " + self.tag_of.get(c.references[0].lower(), c.references[0]))
             cols.append(" ".join(parts))
-        return f"{self.tag_of[table.name.lower()]} {readable(table.name)}: " + ", ".join(cols)
+        return f"{self.tag_of[table.name.lower()]} {readable(table.name, table.readable)}: " + ", ".join(cols)
 
     def schema_text(self, tables: list[Table], with_types: bool = True) -> str:
         return " | ".join(self.table_text(t, with_types) for t in tables)
@@ -142,13 +143,13 @@ def schema_tags(schema: Schema) -> SchemaTags:
 
 
 def _freeze(schema: Schema):
-    return tuple((t.name, tuple((c.name, c.type, c.primary_key, c.references) for c in t.columns))
-                 for t in schema.tables)
+    return tuple((t.name, tuple((c.name, c.type, c.primary_key, c.references, c.readable) for c in t.columns),
+                  t.readable) for t in schema.tables)
 
 
 @lru_cache(maxsize=256)
 def _schema_tags(frozen) -> SchemaTags:
-    schema = Schema([Table(t, [Column(*c) for c in cols]) for t, cols in frozen])
+    schema = Schema([Table(t, [Column(*c) for c in cols], readable) for t, cols, readable in frozen])
     tag_of: dict[str, str] = {}
     for t in schema.tables:
         tag_of.setdefault(t.name.lower(), f"{TABLE_TAG}{len(tag_of) + 1}")

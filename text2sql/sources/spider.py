@@ -21,6 +21,23 @@ from text2sql.schema import read_schema
 from text2sql.schema import Column, Schema, Table
 
 
+def attach_readable_names(schema: Schema, entry: dict) -> Schema:
+    """Set each table's and column's `readable` to its tables.json wording (`table_names`, `column_names`:
+    'StuID' -> 'student id', 'Fname' -> 'first name'), matched by original name, case-insensitively.
+    Names tables.json does not list keep their own words (the prompt splits the identifier)."""
+    try:
+        tables = {o.lower(): r for o, r in zip(entry["table_names_original"], entry["table_names"])}
+        columns = {(entry["table_names_original"][ti].lower(), o.lower()): r
+                   for (ti, o), (_, r) in zip(entry["column_names_original"], entry["column_names"]) if ti >= 0}
+    except (KeyError, IndexError, TypeError, ValueError):
+        return schema  # an entry without wordings (or a malformed one): names only
+    for t in schema.tables:
+        t.readable = tables.get(t.name.lower(), "") or ""
+        for c in t.columns:
+            c.readable = columns.get((t.name.lower(), c.name.lower()), "") or ""
+    return schema
+
+
 def schema_from_tables_json(entry: dict) -> Schema:
     """A Spider tables.json entry as a Schema (types number/text/time/others/boolean, keys by index)."""
     tables = [Table(name) for name in entry["table_names_original"]]
@@ -37,7 +54,7 @@ def schema_from_tables_json(entry: dict) -> Schema:
     for src, dst in entry.get("foreign_keys", []):
         ti = cols[dst][0]
         cols[src][1].references = (tables[ti].name, cols[dst][1].name)
-    return Schema(tables)
+    return attach_readable_names(Schema(tables), entry)
 
 
 class SpiderFolder:
@@ -69,6 +86,8 @@ class SpiderFolder:
             if path.is_file():
                 try:
                     schema, db = read_schema(path), str(path.resolve())
+                    if db_id in self.tables:
+                        attach_readable_names(schema, self.tables[db_id])
                 except ValueError as e:
                     self.errors.add(where, f"database {path} is unreadable ({e})")
             if schema is None and db_id in self.tables:

@@ -47,11 +47,16 @@ def check(args) -> None:
         raise ValueError(f"--sqlite-per-db must be at least 1, got {args.sqlite_per_db}")
 
 
-def _examples(path: Path, db_id: str, per_db: int, seed: int, wordings: str) -> list[Example]:
+def _examples(path: Path, db_id: str, per_db: int, seed: int, wordings: str,
+              tables_entry: dict | None = None) -> list[Example]:
+    """tables_entry: the database's Spider tables.json entry, for the same readable names as its gold pairs."""
+    from text2sql.sources.spider import attach_readable_names
     from text2sql.synthetic.from_sqlite import questions_for_database
 
     records = questions_for_database(path, per_db, seed, wordings=wordings)
     schema, db = read_schema(path), str(path.resolve())
+    if tables_entry is not None:
+        attach_readable_names(schema, tables_entry)
     return [Example(db_id, r["question"], r["query"], schema, db) for r in records]
 
 
@@ -66,6 +71,7 @@ def load_sqlite(dbs: list[str | Path], per_db: int = DEFAULT_PER_DB, seed: int =
     errors = errors if errors is not None else RecordErrors()
     paths = [Path(p) for p in dbs]
     spider_val: set[str] = set()
+    entries: dict[Path, dict] = {}  # Spider databases' tables.json entries (readable names)
     if spider_dir is not None:
         from text2sql.sources.spider import SpiderFolder
 
@@ -73,15 +79,17 @@ def load_sqlite(dbs: list[str | Path], per_db: int = DEFAULT_PER_DB, seed: int =
         for db_id, why in missing.items():
             errors.add(f"Spider database {db_id}", why)
         paths += spider_paths
-        held = SpiderFolder(spider_dir, RecordErrors(quiet=True)).splits(holdout_databases, split_seed)["val"]
+        folder = SpiderFolder(spider_dir, RecordErrors(quiet=True))
+        held = folder.splits(holdout_databases, split_seed)["val"]
         spider_val = {e.db_id for e in held}
+        entries = {p: folder.tables[p.stem] for p in spider_paths if p.stem in folder.tables}
     by_db: dict[str, list[Example]] = {}
     ids: dict[str, Path] = {}
     for path in paths:
         db_id = path.stem if path.stem not in ids else f"{path.stem}_{len(ids)}"
         ids[db_id] = path
         try:
-            examples = _examples(path, db_id, per_db, seed, "train")
+            examples = _examples(path, db_id, per_db, seed, "train", entries.get(path))
             if not examples:
                 raise ValueError(f"{path}: no question whose SQL returns rows (no table with a usable column)")
         except ValueError as e:

@@ -62,6 +62,18 @@ def test_recipe_runs_end_to_end_and_augments_only_training_databases(tmp_path):
     report = json.loads((runs / "spider" / "eval_val.json").read_text())
     assert report["summary"]["n"] == 2 and report["split"] == "val"
 
+    # an interrupted recipe continues: same options -> both prepared folders reused, both stages resumed
+    (runs / "spider" / "eval_val.json").unlink()
+    again = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("--resume: reusing") == 2 and again.stderr.count("[train] resumed from") == 2
+    assert (runs / "spider" / "eval_val.json").is_file()
+    # other options for the fine-tuning data: that step and the fine-tuning run again from the start
+    third = subprocess.run(cmd + ["--resume", "--augment-per-db", "3"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert third.stderr.count("--resume: reusing") == 1 and third.stderr.count("[train] resumed from") == 1
+
 
 def test_recipe_reports_a_missing_spider_folder_as_a_user_error(tmp_path):
     res = subprocess.run([sys.executable, "-m", "text2sql.spider_recipe", "--spider-dir", str(tmp_path / "nope"),

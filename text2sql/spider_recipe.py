@@ -32,6 +32,7 @@ steps come down.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                    help="overrides for both training stages (e.g. model.n_layer=2 for a smoke test)")
     p.add_argument("--eval-limit", type=int, default=0, help="evaluate only the first N val examples")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted recipe in the same --work/--runs folders: prepared data made with "
+                        "the same options is reused, each training stage continues from its newest checkpoint")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -93,9 +97,25 @@ def run_recipe(args) -> int:
     quiet = ["train.progress=false"] if args.no_progress else []
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
+    # --resume: a prepare step whose folder holds data made with the same options is skipped; once one step
+    # has to run again, every later stage starts fresh (its checkpoints were made from the old data)
+    fresh = [not args.resume]
+
+    def prepared(source: str, out: Path, **options) -> None:
+        stamp, wanted = out / "recipe_prepare.json", json.loads(json.dumps({"source": source, **options}))
+        if not fresh[0] and stamp.is_file() and (out / "meta.json").is_file() and json.loads(stamp.read_text()) == wanted:
+            print(f"[spider] --resume: reusing {out}", file=sys.stderr)
+            return
+        fresh[0] = True
+        stamp.unlink(missing_ok=True)  # (a crash inside prepare leaves no stamp: the step runs again)
+        prepare(source, out, **options)
+        out.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(wanted))
+
     def train(config_name: str, overrides: list[str]) -> None:
+        mode = "train.overwrite=true" if fresh[0] else "train.resume=true"
         try:
-            run(load_config(config_name, [f"train.threads={cores}"] + overrides + quiet + args.overrides))
+            run(load_config(config_name, [f"train.threads={cores}", mode] + overrides + quiet + args.overrides))
         except TrainingDiverged as e:
             raise ValueError(str(e)) from None
 
@@ -105,18 +125,18 @@ def run_recipe(args) -> int:
         return [f"train.max_steps={n}", f"train.lr_decay_steps={n}"] if n > 0 else []
 
     steps = [
-        ("prepare the pretraining corpus", lambda: prepare(
+        ("prepare the pretraining corpus", lambda: prepared(
             "sqltext", pre_data, vocab_size=args.vocab_size, corpus=args.text, corpus_spider_dir=args.spider_dir,
             holdout_databases=args.holdout_databases)),
         ("pretrain", lambda: train(prefix + "pretrain", [
-            f"data.dir={pre_data}", f"train.out_dir={pre_run}", f"model.block_size={args.block_size}", "train.overwrite=true"]
+            f"data.dir={pre_data}", f"train.out_dir={pre_run}", f"model.block_size={args.block_size}"]
             + step_overrides(args.pretrain_steps))),
-        ("prepare Spider (databases held out for val)", lambda: prepare(
+        ("prepare Spider (databases held out for val)", lambda: prepared(
             "spider", ft_data, spider_dir=args.spider_dir, holdout_databases=args.holdout_databases,
             tokenizer=str(pre_data / TOKENIZER_FILE), block_size=args.block_size, questions_per_schema=4,
             spider_augment_per_db=args.augment_per_db)),
         ("fine-tune", lambda: train(prefix + "finetune", [
-            f"data.dir={ft_data}", f"train.out_dir={ft_run}", f"train.init_from={pre_run}", "train.overwrite=true"]
+            f"data.dir={ft_data}", f"train.out_dir={ft_run}", f"train.init_from={pre_run}"]
             + step_overrides(args.finetune_steps))),
         ("evaluate on the held-out databases", lambda: evaluate_checkpoint(
             ft_run, ft_data, "val", limit=args.eval_limit, show=3, progress=not args.no_progress)),

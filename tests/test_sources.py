@@ -348,3 +348,34 @@ def test_spider_readable_names_from_tables_json_reach_the_prompt_and_linking(tmp
     assert "first name (col" not in schema_tags(plain.schema).annotate(plain.question)
     assert Schema.from_dict(worded.schema.to_dict()) == worded.schema
     assert "readable" not in json.dumps(plain.schema.to_dict())  # files of other sources are unchanged
+
+
+def test_prepare_sqltext_adds_generated_sql_and_synthetic_schemas(tmp_path, spider_dir, capsys):
+    """Pretraining SQL beyond Spider's gold: generated queries on the training databases (never on the
+    held-out one) and the schemas + SQL of synthetic databases from many generated domains."""
+    from text2sql import prepare
+    from gpt.tokenizer import Tokenizer
+
+    def corpus_text(out, *extra):
+        assert prepare.main(["--source", "sqltext", "--out", str(out), "--vocab-size", "400",
+                             "--corpus-spider-dir", str(spider_dir), "--holdout-databases", "1", *extra]) == 0
+        meta = json.loads((out / "meta.json").read_text())
+        tok = Tokenizer.load(str(out / meta["tokenizer"]))
+        return "".join(tok.decode(np.load(out / s["tokens"]).tolist())
+                       for split in meta["splits"].values() for s in split)
+
+    gold_only = corpus_text(tmp_path / "a")
+    more = corpus_text(tmp_path / "b", "--corpus-generated-per-db", "5", "--corpus-synthetic-databases", "10")
+    assert more.count("SELECT") > gold_only.count("SELECT") + 20
+    import re
+
+    def schemas(text):  # the distinct schema texts written (each starts "tab1 <words>: col1 ...")
+        return set(re.findall(r"tab1 [a-z ]+: col1 [^|\n]*", text))
+
+    assert len(schemas(more)) >= len(schemas(gold_only)) + 3  # the synthetic databases' schemas
+    for bad in (["--corpus-generated-per-db", "3"], ["--corpus-synthetic-databases", "2"]):
+        args = ["--source", "sqltext", "--out", str(tmp_path / "c"), "--corpus-spider-dir", str(spider_dir)]
+        if bad[0] == "--corpus-generated-per-db":
+            args = ["--source", "sqltext", "--out", str(tmp_path / "c"), "--corpus-synthetic-databases", "4"]
+        assert prepare.main(args + bad) == 2
+        assert "error:" in capsys.readouterr().err

@@ -242,6 +242,12 @@ def _sqltext_args(group) -> None:
     group.add_argument("--corpus-spider-dir", default=None,
                        help="(sqltext) also learn the schemas and gold SQL of this Spider folder's training "
                             "databases (the databases held out for val are left out)")
+    group.add_argument("--corpus-generated-per-db", type=int, default=0, metavar="N",
+                       help="(sqltext) with --corpus-spider-dir: also up to N generated queries per training "
+                            "database (text2sql/synthetic/from_sqlite.py), as unlabeled SQL")
+    group.add_argument("--corpus-synthetic-databases", type=int, default=0, metavar="N",
+                       help="(sqltext) also the schemas and gold SQL of N built-in synthetic databases (many "
+                            "generated domains; written under <out>/synthetic)")
     group.add_argument("--corpus-chunk-chars", type=int, default=20_000,
                        help="(sqltext) long files are cut into documents of about this many characters")
 
@@ -258,8 +264,13 @@ def _chunks(text: str, size: int):
 def _load_sqltext(args):
     from text2sql.sources.spider import SpiderFolder
 
-    if not args.corpus and not args.corpus_spider_dir:
-        raise ValueError("--source sqltext needs --corpus PATH... and/or --corpus-spider-dir FOLDER")
+    if not args.corpus and not args.corpus_spider_dir and not args.corpus_synthetic_databases:
+        raise ValueError("--source sqltext needs --corpus PATH..., --corpus-spider-dir FOLDER and/or "
+                         "--corpus-synthetic-databases N")
+    if args.corpus_generated_per_db and not args.corpus_spider_dir:
+        raise ValueError("--corpus-generated-per-db needs --corpus-spider-dir FOLDER")
+    if args.corpus_generated_per_db < 0 or args.corpus_synthetic_databases not in (0, *range(4, 10**6)):
+        raise ValueError("--corpus-generated-per-db must be >= 0 and --corpus-synthetic-databases 0 or >= 4")
     files = []
     for raw in args.corpus:
         p = Path(raw)
@@ -277,17 +288,31 @@ def _load_sqltext(args):
             raise ValueError(f"{f} is not UTF-8 text") from None
         for i, chunk in enumerate(chunks):  # every 20th chunk of each file is validation text
             (val if i % 20 == 19 else train).append(TextDocument(chunk))
+    examples: list[Example] = []  # schemas and SQL (their questions are not used)
     if args.corpus_spider_dir:
         errors = RecordErrors()
         splits = SpiderFolder(args.corpus_spider_dir, errors).splits(args.holdout_databases, args.split_seed)
-        by_db: dict[str, list[Example]] = {}
-        for e in splits["train"]:
-            by_db.setdefault(e.db_id, []).append(e)
-        for db_id, examples in sorted(by_db.items()):
-            schema = examples[0].schema  # written as the prompt writes it: tags, and SQL over them
-            text = prompt_schema_text(schema) + "\n"
-            text += "".join(prompt_sql(schema, e.sql) + "\n" for e in examples)
-            train.append(TextDocument(text))
+        examples += splits["train"]
+        if args.corpus_generated_per_db:
+            examples += spider_augmentation(args.corpus_spider_dir, args.corpus_generated_per_db,
+                                            args.holdout_databases, args.split_seed, errors,
+                                            held_out={e.db_id for e in splits["val"]})
+    if args.corpus_synthetic_databases:
+        from text2sql import synthetic
+
+        folder = Path(args.out) / "synthetic"
+        print(f"[prepare] generating {args.corpus_synthetic_databases} synthetic databases in {folder}", file=sys.stderr)
+        synthetic.generate(folder, seed=args.split_seed, num_databases=args.corpus_synthetic_databases,
+                           train_per_db=30, eval_per_db=1, progress=False)
+        examples += [e for e in SpiderFolder(folder, RecordErrors()).load_split("train.json")]
+    by_db: dict[str, list[Example]] = {}
+    for e in examples:
+        by_db.setdefault(e.db_id, []).append(e)
+    for db_id, group in sorted(by_db.items()):
+        schema = group[0].schema  # written as the prompt writes it: tags, and SQL over them
+        text = prompt_schema_text(schema) + "\n"
+        text += "".join(prompt_sql(schema, e.sql) + "\n" for e in group)
+        train.append(TextDocument(text))
     if not val and len(train) > 1:
         val.append(train.pop())
     return {"train": train, "val": val}

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-steps", type=int, default=0, help="0: the config's")
     p.add_argument("--augment-per-db", type=int, default=200,
                    help="generated question/SQL pairs added per training database (0: Spider's gold pairs only)")
+    p.add_argument("--pretrain-generated-per-db", type=int, default=0, metavar="N",
+                   help="pretraining also reads up to N generated queries per training database (unlabeled); "
+                        "0 as in the measured run (bench/results/spider-recipe-cpu.md)")
+    p.add_argument("--pretrain-synthetic-databases", type=int, default=0, metavar="N",
+                   help="pretraining also reads the schemas and SQL of N synthetic databases (0, or >= 4); "
+                        "0 as in the measured run")
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--block-size", type=int, default=512)
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
@@ -127,7 +133,8 @@ def run_recipe(args) -> int:
     steps = [
         ("prepare the pretraining corpus", lambda: prepared(
             "sqltext", pre_data, vocab_size=args.vocab_size, corpus=args.text, corpus_spider_dir=args.spider_dir,
-            holdout_databases=args.holdout_databases)),
+            holdout_databases=args.holdout_databases, corpus_generated_per_db=args.pretrain_generated_per_db,
+            corpus_synthetic_databases=args.pretrain_synthetic_databases)),
         ("pretrain", lambda: train(prefix + "pretrain", [
             f"data.dir={pre_data}", f"train.out_dir={pre_run}", f"model.block_size={args.block_size}"]
             + step_overrides(args.pretrain_steps))),

@@ -306,9 +306,13 @@ def spider_train_databases(spider_dir: str | Path) -> tuple[list[Path], dict[str
     if not train.is_file():
         raise ValueError(f"{train} does not exist (give a Spider folder with train.json and database/)")
     try:
-        db_ids = sorted({r["db_id"] for r in json.loads(train.read_text())})
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        records = json.loads(train.read_text())
+    except json.JSONDecodeError as e:
         raise ValueError(f"{train} is not a Spider train.json ({e})") from None
+    if not isinstance(records, list):
+        raise ValueError(f"{train} is not a Spider train.json (not a JSON list)")
+    # records without a db_id are skipped here as the Spider source skips (and reports) them
+    db_ids = sorted({r["db_id"] for r in records if isinstance(r, dict) and isinstance(r.get("db_id"), str)})
     paths, missing = [], {}
     for db_id in db_ids:
         p = folder / "database" / db_id / f"{db_id}.sqlite"

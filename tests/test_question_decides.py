@@ -54,3 +54,101 @@ def test_a_question_that_writes_numbers_decides_the_number(db):
     assert not check(db, q, "SELECT name FROM performer WHERE height > 169", decides=True)  # a cut-off 1690
     # no number in the question: the column's range still offers numbers
     assert check(db, "Which performers are very tall?", sql, decides=True)
+
+
+# ---- lists, ranges and patterns (the held-out-domain errors these rules remove are quoted in each test)
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lists") / "a.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE astronaut (id INTEGER PRIMARY KEY, name TEXT, continent TEXT, votes INT);
+        INSERT INTO astronaut VALUES (1, 'Sam Hill', 'Africa', 236), (2, 'Ann Bay', 'America', 456),
+                                     (3, 'Cy Ray', 'Asia', 300), (4, 'Bo Lane', 'Europe', 100);
+    """)
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.mark.parametrize("question", ["astronauts with continent Africa or America",
+                                      "astronauts with continent Africa or America, please"])
+def test_an_in_list_names_each_value_once(places, question):
+    """('America', 'America') for "Africa or America": a value twice in one list is refused, with no dead
+    end: a string that could only become the excluded value is refused from its first letters, whether
+    or not the question goes on after it."""
+    twice = "SELECT name FROM astronaut WHERE continent IN ('America', 'America')"
+    both = "SELECT name FROM astronaut WHERE continent IN ('America', 'Africa')"
+    assert check(places, question, twice, decides=False)
+    assert not check(places, question, twice, decides=True)
+    assert check(places, question, both, decides=True)
+    c = SQLPrefixChecker(read_schema(places), question, places, question_decides=True)
+    second = "SELECT name FROM astronaut WHERE continent IN ('America', 'Am"
+    if question.endswith("America"):  # 'Am' can only become the excluded 'America'
+        assert c.check(second) is None
+    else:  # ...or the longer span "America, please" (not 'America' itself)
+        assert c.check(second + "erica'") is None and c.check(second + "erica,") is not None
+    assert c.check("SELECT name FROM astronaut WHERE continent IN ('America', 'Af") is not None
+    # numbers too
+    q = "astronauts with 236 or 456 votes"
+    assert not check(places, q, "SELECT name FROM astronaut WHERE votes IN (456, 456)", decides=True)
+    assert check(places, q, "SELECT name FROM astronaut WHERE votes IN (456, 236)", decides=True)
+
+
+def test_between_takes_the_questions_two_numbers_low_then_high(places):
+    """"BETWEEN 456 AND 456" for "votes between 236 and 456"."""
+    q = "votes between 236 and 456: pls find the astronauts"
+    good = "SELECT name FROM astronaut WHERE votes BETWEEN 236 AND 456"
+    for bad in ("BETWEEN 456 AND 456", "BETWEEN 236 AND 236", "BETWEEN 456 AND 236"):
+        sql = good.replace("BETWEEN 236 AND 456", bad)
+        assert check(places, q, sql, decides=False), bad
+        assert not check(places, q, sql, decides=True), bad
+    assert check(places, q, good, decides=True)
+    c = SQLPrefixChecker(read_schema(places), q, places, question_decides=True)
+    assert c.check("SELECT name FROM astronaut WHERE votes BETWEEN 45") is None  # 456 could take no upper bound
+
+
+def test_like_pieces_are_whole_words_of_the_question(places):
+    """'%a%' for "have Sam in their name", '%ay' for "ends with re"."""
+    q = "Can you tell me what astronauts have Sam in their name?"
+    assert check(places, q, "SELECT name FROM astronaut WHERE name LIKE '%a%'", decides=False)  # 'a' is stored
+    assert not check(places, q, "SELECT name FROM astronaut WHERE name LIKE '%a%'", decides=True)
+    assert not check(places, q, "SELECT name FROM astronaut WHERE name LIKE '%Sa%'", decides=True)  # part of a word
+    assert check(places, q, "SELECT name FROM astronaut WHERE name LIKE '%Sam%'", decides=True)
+    q2 = "astronauts whose name ends with ay"
+    assert check(places, q2, "SELECT name FROM astronaut WHERE name LIKE '%ay'", decides=True)
+    assert not check(places, q2, "SELECT name FROM astronaut WHERE name LIKE '%re'", decides=True)
+
+
+def test_a_random_model_under_these_rules_still_finishes_sql_that_runs(places):
+    """Constrained decoding with question_decides (as text2sql/decoding.py runs it) on questions that
+    invite every rule above: each decode ends in SQL that runs, whatever the (random) model prefers."""
+    import torch
+
+    from gpt.generate import PerRowConstraint, beam_search
+    from gpt.model import GPT, GPTConfig
+    from gpt.tokenizer import Tokenizer
+    from text2sql.prompt import SPECIAL_TOKENS, decode_sql, encode_prompt
+    from text2sql.sql_constraint import SQLConstraint
+    from text2sql.sql_exec import execute_sql
+
+    schema = read_schema(places)
+    questions = ["astronauts with continent Africa or America", "votes between 236 and 456",
+                 "which astronauts have Sam in their name", "astronauts whose name ends with ay"]
+    tok = Tokenizer.train([schema.to_text()] * 20 + questions * 20 + [
+        "SELECT name FROM astronaut WHERE continent IN ('Africa', 'America') AND votes BETWEEN 236 AND 456 "
+        "OR name LIKE '%Sam%'"] * 20, 400, SPECIAL_TOKENS)
+    stop = set(dict(tok.special_tokens).values())
+    for seed in range(2):
+        torch.manual_seed(seed)
+        model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=256, vocab_size=512)).eval()
+        for q in questions:
+            con = PerRowConstraint([SQLConstraint(tok, schema, q, places, max_tokens=100, question_decides=True)])
+            hyps = beam_search(model, [encode_prompt(tok, schema.to_text(), q)], 2, 100, stop, n_vocab=tok.n_vocab,
+                               constraint=con)[0]
+            finished = [h for h in hyps if h.finished]
+            assert finished, q
+            for h in finished:
+                sql = decode_sql(tok, h.ids)
+                assert execute_sql(places, sql).ok, (q, sql)

@@ -93,12 +93,15 @@ _NOT_FOR_COMPLETION = frozenset(("select", "in", "like", "between", "distinct", 
 class StrSpec:
     column: tuple[str, str] | None  # (table, column), lower case, or None
     like: bool = False
+    exclude: frozenset = frozenset()  # stored values already in this IN list (question_decides)
 
 
 @dataclass(frozen=True)
 class NumSpec:
     column: tuple[str, str] | None
     small_ints: bool = False  # counts and LIMIT: 0..10 allowed too
+    exclude: frozenset = frozenset()  # question numbers ruled out here (question_decides: IN lists, BETWEEN)
+    above: float | None = None        # BETWEEN's upper bound: above the lower one (question_decides)
 
 
 @dataclass
@@ -192,7 +195,16 @@ class ValueSource:
 
     def _offered(self, spec: StrSpec, values: _ColumnValues) -> list[str]:
         named = self.named_values(spec.column)
-        return values.texts if named is None else named
+        if named is None:
+            return values.texts
+        return [t for t in named if t not in spec.exclude] if spec.exclude else named
+
+    def _like_pieces_from_question(self, c: str, complete: bool) -> bool:
+        """question_decides: a LIKE pattern's pieces are words of the question ('%Sam%', 'S%', '%63'), whole
+        words once written (the last piece may still be growing unless `complete`)."""
+        *done, last = c.lower().split("%")
+        return all(not p or self._span_in(self.question_lower, p, True) for p in done) and (
+            not last or self._span_in(self.question_lower, last, complete))
 
     def string_viable(self, spec: StrSpec, content: str) -> bool:
         key = (spec, content)
@@ -207,9 +219,11 @@ class ValueSource:
             return True
         values = self.column(spec.column)
         if spec.like:
+            if self.question_decides:
+                return self._like_pieces_from_question(c, complete=False)
             return all(not p or p in self.question_lower or (values is not None and p in values.joined)
                        for p in c.lower().split("%"))
-        if self._question_span(c, complete=False):
+        if self._question_span(c, complete=False) and (not spec.exclude or self._span_grows_past(c, spec.exclude)):
             return True
         if values is not None:
             texts = self._offered(spec, values)
@@ -222,15 +236,35 @@ class ValueSource:
         if not c.strip("%"):
             return False
         if spec.like:
+            if self.question_decides:
+                return self._like_pieces_from_question(c, complete=True)
             return self.string_viable(spec, content)
+        if c in spec.exclude:
+            return False
         values = self.column(spec.column)
         return self._question_span(c, complete=True) or (
             values is not None and c in values.exact and (self.named_values(spec.column) is None
                                                           or c in self.named_values(spec.column)))
 
+    def _span_grows_past(self, c: str, exclude: frozenset) -> bool:
+        """Some whole-word span of the question that starts with `c` (at a word start) is not in `exclude`:
+        a string may go on growing only where it can still end on an allowed value (no dead end)."""
+        q = self.question
+        start = q.find(c)
+        while start >= 0:
+            if start == 0 or not q[start - 1].isalnum() or not c[:1].isalnum():
+                for end in range(start + len(c), len(q) + 1):
+                    if (end == len(q) or not q[end].isalnum() or not q[end - 1].isalnum()) and \
+                            q[start:end] not in exclude:
+                        return True
+            start = q.find(c, start + 1)
+        return False
+
     # numbers ------------------------------------------------------------------------------------------
     def _candidates(self, spec: NumSpec):
-        yield from self.numbers
+        for n in self.numbers:
+            if n not in spec.exclude and (spec.above is None or float(n) > spec.above):
+                yield n
         if spec.small_ints:
             yield from SMALL_INTS
 
@@ -387,6 +421,9 @@ class _Parser:
         self.depth = 0
         self.no_numbers = False  # set for the first primary of an ORDER BY / GROUP BY term
         self.agg_scope = None  # the scope whose aggregate call's argument is being read
+        # (string exclude, number exclude, number above) for the next primary's literal: the question_decides
+        # rules of IN lists and BETWEEN (predicate); taken by the first primary that follows
+        self.literal_rule = None
 
     # token helpers -------------------------------------------------------------------------------------
     def eof(self) -> bool:
@@ -777,8 +814,16 @@ class _Parser:
         elif self.accept_word("like"):
             self.expr(scope, agg, hint=col, like=True)
         elif self.accept_word("between"):
-            self.expr(scope, agg, hint=col)
+            # question_decides, two or more question numbers: BETWEEN low AND high with low < high, both the
+            # question's (the model wrote "BETWEEN 500 AND 500" for "from 150 to 500"); so low is not the top
+            numbers = self.values.numbers if self.values.question_decides else ()
+            top = max(numbers, key=float) if len(numbers) >= 2 else None
+            if top is not None:
+                self.literal_rule = (frozenset(), frozenset({top}), None)
+            low = self.literal_of(lambda: self.expr(scope, agg, hint=col))
             self.expect_word("and")
+            if top is not None and low is not None and low[0] == "n":
+                self.literal_rule = (frozenset(), frozenset({low[1]}), float(low[1]))
             self.expr(scope, agg, hint=col)
         elif self.accept_word("in"):
             self.expect_punct("(")
@@ -787,8 +832,13 @@ class _Parser:
                 self.i -= 1
                 self.query(scope, single=True)
             else:
+                seen = {"s": set(), "n": set()}  # question_decides: no literal twice in one list
                 while True:
-                    self.expr(scope, agg, hint=col)
+                    if self.values.question_decides:
+                        self.literal_rule = (frozenset(seen["s"]), frozenset(seen["n"]), None)
+                    lit = self.literal_of(lambda: self.expr(scope, agg, hint=col))
+                    if lit is not None:
+                        seen[lit[0]].add(lit[1])
                     if not self.accept_punct(","):
                         break
             self.expect_punct(")")
@@ -798,6 +848,15 @@ class _Parser:
             self.expect_word("null")
         elif negated:
             raise _EndOfInput if self.eof() else _Reject
+
+    def literal_of(self, parse) -> tuple | None:
+        """Run `parse` (one expression); its lexeme when that expression was a single literal, else None."""
+        start = self.i
+        parse()
+        self.literal_rule = None  # (not taken when the expression began with no primary)
+        if self.i == start + 1 and self.lex[start][0] in ("s", "n"):
+            return self.lex[start]
+        return None
 
     def expr(self, scope, agg, hint=None, like=False, star_ok=False):
         col = self.term(scope, agg, hint, like)
@@ -815,15 +874,18 @@ class _Parser:
 
     def primary(self, scope, agg, hint, like):
         no_numbers, self.no_numbers = self.no_numbers, False
+        rule, self.literal_rule = self.literal_rule, None
+        str_spec = StrSpec(hint, like, rule[0]) if rule else StrSpec(hint, like)
+        num_spec = NumSpec(hint, hint is None, rule[1], rule[2]) if rule else NumSpec(hint, small_ints=hint is None)
         if self.eof():  # (a unary minus is term's)
             if self.depth < MAX_DEPTH:
                 self.exp.puncts.add("(")
             if agg and self.depth < MAX_DEPTH:
                 self.exp.words.update(AGGREGATES)
             self.exp.words.update(self.column_words(scope))
-            self.exp.strings.append(StrSpec(hint, like))
+            self.exp.strings.append(str_spec)
             if not no_numbers:
-                self.exp.numbers.append(NumSpec(hint, small_ints=hint is None))
+                self.exp.numbers.append(num_spec)
             raise _EndOfInput
         kind, text = self.peek()
         is_call = self.i + 1 >= len(self.lex) or self.lex[self.i + 1] == ("p", "(")
@@ -859,12 +921,12 @@ class _Parser:
             self.depth -= 1
             return None
         if kind == "s":
-            if not self.values.string_complete(StrSpec(hint, like), text):
+            if not self.values.string_complete(str_spec, text):
                 raise _Reject
             self.i += 1
             return None
         if kind == "n":
-            if not self.values.number_complete(NumSpec(hint, small_ints=hint is None), text):
+            if not self.values.number_complete(num_spec, text):
                 raise _Reject
             self.i += 1
             return None
@@ -1164,6 +1226,9 @@ class SQLPrefixChecker:
                 return [(" ", "")]
             out = [quote]
             q, c = self.values.question, content if self.exact else content.lower()
+            for spec in opts.strings:  # a stored value the question names may run over several words
+                named = self.values.named_values(spec.column) or ()
+                out += [t[len(c):] + quote for t in named if t.startswith(c) and t not in spec.exclude][:2]
             if not c:
                 out += [w + quote for w in sorted(dict.fromkeys(re.findall(r"[A-Za-z0-9]+", q)), key=len)[:4]]
             i = q.find(c) if c else -1

@@ -13,17 +13,21 @@ from text2sql.schema import read_schema
 from text2sql.sql_constraint import SQLPrefixChecker
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    path = tmp_path_factory.mktemp("decides") / "p.sqlite"
+def make_db(folder, script: str):
+    path = folder / "db.sqlite"
     conn = sqlite3.connect(path)
-    conn.executescript("""
-        CREATE TABLE performer (id INTEGER PRIMARY KEY, name TEXT, continent TEXT, height INT);
-        INSERT INTO performer VALUES (1, 'Ann', 'Asia', 150), (2, 'Bo', 'America', 1690), (3, 'Cy', 'Europe', 590);
-    """)
+    conn.executescript(script)
     conn.commit()
     conn.close()
     return path
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    return make_db(tmp_path_factory.mktemp("decides"), """
+        CREATE TABLE performer (id INTEGER PRIMARY KEY, name TEXT, continent TEXT, height INT);
+        INSERT INTO performer VALUES (1, 'Ann', 'Asia', 150), (2, 'Bo', 'America', 1690), (3, 'Cy', 'Europe', 590);
+    """)
 
 
 def check(db, question, sql, decides):
@@ -60,16 +64,11 @@ def test_a_question_that_writes_numbers_decides_the_number(db):
 
 @pytest.fixture(scope="module")
 def places(tmp_path_factory):
-    path = tmp_path_factory.mktemp("lists") / "a.sqlite"
-    conn = sqlite3.connect(path)
-    conn.executescript("""
+    return make_db(tmp_path_factory.mktemp("lists"), """
         CREATE TABLE astronaut (id INTEGER PRIMARY KEY, name TEXT, continent TEXT, votes INT);
         INSERT INTO astronaut VALUES (1, 'Sam Hill', 'Africa', 236), (2, 'Ann Bay', 'America', 456),
                                      (3, 'Cy Ray', 'Asia', 300), (4, 'Bo Lane', 'Europe', 100);
     """)
-    conn.commit()
-    conn.close()
-    return path
 
 
 @pytest.mark.parametrize("question", ["astronauts with continent Africa or America",

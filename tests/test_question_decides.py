@@ -151,3 +151,15 @@ def test_a_random_model_under_these_rules_still_finishes_sql_that_runs(places):
             for h in finished:
                 sql = decode_sql(tok, h.ids)
                 assert execute_sql(places, sql).ok, (q, sql)
+
+
+def test_no_dead_end_when_the_question_names_no_stored_value(places):
+    """The list rule also holds where every stored value is offered (the question names none): a string
+    that could only become a value the list already has is refused from its first letters."""
+    q = "astronauts from two continents"
+    c = SQLPrefixChecker(read_schema(places), q, places, question_decides=True)
+    assert c.check("SELECT name FROM astronaut WHERE continent IN ('Asia', 'Asi") is None
+    assert c.check("SELECT name FROM astronaut WHERE continent IN ('Asia', 'Af") is not None
+    assert c.accepts("SELECT name FROM astronaut WHERE continent IN ('Asia', 'Africa')")
+    # counts: small integers go through the same rules (no IN (1, 1))
+    assert not c.accepts("SELECT continent FROM astronaut GROUP BY continent HAVING COUNT(*) IN (1, 1)")

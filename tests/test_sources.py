@@ -379,3 +379,28 @@ def test_prepare_sqltext_adds_generated_sql_and_synthetic_schemas(tmp_path, spid
             args = ["--source", "sqltext", "--out", str(tmp_path / "c"), "--corpus-synthetic-databases", "4"]
         assert prepare.main(args + bad) == 2
         assert "error:" in capsys.readouterr().err
+
+
+def test_ask_finds_the_tables_json_beside_a_spider_database(tmp_path):
+    """`ask --db <folder>/database/x/x.sqlite` gives the model the tables.json wordings it trained with."""
+    from text2sql.sources.spider import readable_names_beside
+
+    root = tmp_path / "spider"
+    path = root / "database" / "dorm_1" / "dorm_1.sqlite"
+    path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE Student (StuID INTEGER PRIMARY KEY, Fname TEXT);")
+    conn.close()
+    from text2sql.schema import read_schema
+
+    assert readable_names_beside(path, read_schema(path)).tables[0].columns[1].readable == ""  # no tables.json
+    (root / "tables.json").write_text(json.dumps([{
+        "db_id": "dorm_1", "table_names_original": ["Student"], "table_names": ["student"],
+        "column_names_original": [[-1, "*"], [0, "StuID"], [0, "Fname"]],
+        "column_names": [[-1, "*"], [0, "student id"], [0, "first name"]],
+        "column_types": ["text", "number", "text"], "primary_keys": [1], "foreign_keys": []}]))
+    schema = readable_names_beside(path, read_schema(path))
+    assert [c.readable for c in schema.tables[0].columns] == ["student id", "first name"]
+    other = tmp_path / "elsewhere.sqlite"
+    other.write_bytes(path.read_bytes())
+    assert readable_names_beside(other, read_schema(other)).tables[0].columns[1].readable == ""

@@ -73,6 +73,11 @@ def test_recipe_runs_end_to_end_and_augments_only_training_databases(tmp_path):
                            timeout=300)
     assert third.returncode == 0, third.stderr[-3000:]
     assert third.stderr.count("--resume: reusing") == 1 and third.stderr.count("[train] resumed from") == 1
+    # other training settings for pretraining: it starts over, and so does everything after it
+    fourth = subprocess.run(cmd + ["--resume", "--augment-per-db", "3", "--pretrain-steps", "3"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert fourth.returncode == 0, fourth.stderr[-3000:]
+    assert fourth.stderr.count("--resume: reusing") == 1 and "[train] resumed from" not in fourth.stderr
 
 
 def test_recipe_reports_a_missing_spider_folder_as_a_user_error(tmp_path):

@@ -22,6 +22,7 @@ from text2sql.decoding import DECODE_MODES, DEFAULT_BEAM_WIDTH, DEFAULT_DECODE, 
 from text2sql.prompt import (DEFAULT_MAX_SQL_TOKENS, check_prompt_version, decode_sql, fit_and_encode_prompt,
                              special_token_ids)
 from text2sql.schema import read_schema
+from text2sql.sources.spider import readable_names_beside
 from text2sql.sql_exec import DEFAULT_TIMEOUT_S, execute_sql, format_rows
 from train.checkpoint import load_for_inference
 
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
         question = args.question if args.question is not None else sys.stdin.read()
         if not question.strip():
             raise ValueError("the question is empty; give it as an argument or on stdin")
-        schema = read_schema(args.db)
+        schema = readable_names_beside(args.db, read_schema(args.db))  # (Spider folders: tables.json wordings)
         if not schema.tables:
             raise ValueError(f"{args.db} has no tables")
         model, tok, state, ckpt_path = load_for_inference(args.checkpoint, pick_device(args.device), args.tokenizer)

@@ -177,7 +177,7 @@ def spider_augmentation(spider_dir, per_db: int, holdout_databases: int, split_s
 
     print(f"[prepare] generating up to {per_db} questions per Spider training database", file=sys.stderr)
     generated = load_sqlite([], per_db=per_db, holdout_databases=holdout_databases, split_seed=split_seed,
-                            errors=errors, spider_dir=spider_dir, strict=False)["train"]
+                            errors=errors, spider_dir=spider_dir, strict=False, train_only=True)["train"]
     leaked = {e.db_id for e in generated} & held_out
     if leaked:
         raise ValueError(f"generated questions on held-out databases {sorted(leaked)}: the hold-outs disagree")
@@ -269,7 +269,7 @@ def _load_sqltext(args):
                          "--corpus-synthetic-databases N")
     if args.corpus_generated_per_db and not args.corpus_spider_dir:
         raise ValueError("--corpus-generated-per-db needs --corpus-spider-dir FOLDER")
-    if args.corpus_generated_per_db < 0 or args.corpus_synthetic_databases not in (0, *range(4, 10**6)):
+    if args.corpus_generated_per_db < 0 or 0 < args.corpus_synthetic_databases < 4 or args.corpus_synthetic_databases < 0:
         raise ValueError("--corpus-generated-per-db must be >= 0 and --corpus-synthetic-databases 0 or >= 4")
     files = []
     for raw in args.corpus:

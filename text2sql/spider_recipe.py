@@ -90,9 +90,19 @@ def main(argv=None) -> int:
         return 2
 
 
+def _newest_step(run_dir: Path) -> int | None:
+    """The step of a run's newest checkpoint (None: none yet)."""
+    from train.checkpoint import list_checkpoints
+
+    found = list_checkpoints(run_dir)
+    return int(found[-1].stem.split("_")[-1]) if found else None
+
+
 def run_recipe(args) -> int:
     import text2sql.prepare  # noqa: F401  (registers the text-to-SQL sources that the steps below name)
     from data.prepare import TOKENIZER_FILE, prepare
+    from text2sql import synthetic
+    from text2sql.prompt import PROMPT_VERSION
     from text2sql.evaluate import evaluate_checkpoint
     from train.config import load_config
     from train.loop import TrainingDiverged, run
@@ -103,13 +113,21 @@ def run_recipe(args) -> int:
     quiet = ["train.progress=false"] if args.no_progress else []
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
-    # --resume: a prepare step whose folder holds data made with the same options is skipped; once one step
-    # has to run again, every later stage starts fresh (its checkpoints were made from the old data)
+    # --resume: a step whose folder was made by the same step with the same options (a stamp file, written
+    # when the step ends) is reused or continued; once one step has to run again, or a training stage
+    # trains more steps, every later stage starts fresh (it was made from what came before)
     fresh = [not args.resume]
+    versions = {"prompt": PROMPT_VERSION, "generator": synthetic.GENERATOR_VERSION}
+
+    def same_as_before(stamp: Path, wanted: dict) -> bool:
+        try:
+            return not fresh[0] and json.loads(stamp.read_text()) == wanted
+        except (OSError, ValueError):  # no stamp, or a damaged one: not the same
+            return False
 
     def prepared(source: str, out: Path, **options) -> None:
-        stamp, wanted = out / "recipe_prepare.json", json.loads(json.dumps({"source": source, **options}))
-        if not fresh[0] and stamp.is_file() and (out / "meta.json").is_file() and json.loads(stamp.read_text()) == wanted:
+        stamp, wanted = out / "recipe_prepare.json", json.loads(json.dumps({"source": source, **options, **versions}))
+        if same_as_before(stamp, wanted) and (out / "meta.json").is_file():
             print(f"[spider] --resume: reusing {out}", file=sys.stderr)
             return
         fresh[0] = True
@@ -119,11 +137,22 @@ def run_recipe(args) -> int:
         stamp.write_text(json.dumps(wanted))
 
     def train(config_name: str, overrides: list[str]) -> None:
-        mode = "train.overwrite=true" if fresh[0] else "train.resume=true"
+        out_dir = Path(next(o for o in overrides if o.startswith("train.out_dir=")).split("=", 1)[1])
+        stamp = out_dir / "recipe_train.json"
+        settings = [f"train.threads={cores}"] + overrides + quiet + args.overrides
+        wanted = {"config": config_name, "settings": settings, **versions}
+        resume = same_as_before(stamp, wanted)
+        before = _newest_step(out_dir) if resume else None
+        config = load_config(config_name, settings + ["train.resume=true" if resume else "train.overwrite=true"])
+        stamp.unlink(missing_ok=True)
         try:
-            run(load_config(config_name, [f"train.threads={cores}", mode] + overrides + quiet + args.overrides))
+            run(config)
         except TrainingDiverged as e:
             raise ValueError(str(e)) from None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(wanted))
+        if not resume or _newest_step(out_dir) != before:
+            fresh[0] = True  # this stage trained: the stages after it start over
 
     prefix = "spider_h100_" if args.scale == "h100" else "spider_"
 

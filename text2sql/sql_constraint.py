@@ -195,9 +195,8 @@ class ValueSource:
 
     def _offered(self, spec: StrSpec, values: _ColumnValues) -> list[str]:
         named = self.named_values(spec.column)
-        if named is None:
-            return values.texts
-        return [t for t in named if t not in spec.exclude] if spec.exclude else named
+        texts = values.texts if named is None else named
+        return [t for t in texts if t not in spec.exclude] if spec.exclude else texts
 
     def _like_pieces_from_question(self, c: str, complete: bool) -> bool:
         """question_decides: a LIKE pattern's pieces are words of the question ('%Sam%', 'S%', '%63'), whole
@@ -262,11 +261,9 @@ class ValueSource:
 
     # numbers ------------------------------------------------------------------------------------------
     def _candidates(self, spec: NumSpec):
-        for n in self.numbers:
+        for n in (*self.numbers, *(SMALL_INTS if spec.small_ints else ())):
             if n not in spec.exclude and (spec.above is None or float(n) > spec.above):
                 yield n
-        if spec.small_ints:
-            yield from SMALL_INTS
 
     def number_viable(self, spec: NumSpec, text: str) -> bool:
         if not _NUMBER_PREFIX.match(text):
@@ -837,8 +834,8 @@ class _Parser:
                     if self.values.question_decides:
                         self.literal_rule = (frozenset(seen["s"]), frozenset(seen["n"]), None)
                     lit = self.literal_of(lambda: self.expr(scope, agg, hint=col))
-                    if lit is not None:
-                        seen[lit[0]].add(lit[1])
+                    if lit is not None:  # (compared as string_complete compares: lower case unless exact)
+                        seen[lit[0]].add(lit[1] if self.values.exact or lit[0] == "n" else lit[1].lower())
                     if not self.accept_punct(","):
                         break
             self.expect_punct(")")

@@ -38,6 +38,21 @@ def attach_readable_names(schema: Schema, entry: dict) -> Schema:
     return schema
 
 
+def readable_names_beside(db_path: str | Path, schema: Schema) -> Schema:
+    """A database inside a Spider-format folder (<folder>/database/<db_id>/<db_id>.sqlite, with
+    <folder>/tables.json) gets its tables.json wordings, as its examples had when a model trained on them;
+    any other database keeps its identifier words."""
+    path = Path(db_path)
+    tables = path.parent.parent.parent / "tables.json"
+    if path.parent.parent.name != "database" or not tables.is_file():
+        return schema
+    try:
+        entry = next((e for e in json.loads(tables.read_text()) if e.get("db_id") == path.stem), None)
+    except (OSError, ValueError, AttributeError):
+        return schema
+    return attach_readable_names(schema, entry) if entry else schema
+
+
 def schema_from_tables_json(entry: dict) -> Schema:
     """A Spider tables.json entry as a Schema (types number/text/time/others/boolean, keys by index)."""
     tables = [Table(name) for name in entry["table_names_original"]]

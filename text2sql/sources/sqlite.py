@@ -62,10 +62,12 @@ def _examples(path: Path, db_id: str, per_db: int, seed: int, wordings: str,
 
 def load_sqlite(dbs: list[str | Path], per_db: int = DEFAULT_PER_DB, seed: int = 0, holdout_databases: int = 0,
                 split_seed: int = 0, errors: RecordErrors | None = None, spider_dir: str | Path | None = None,
-                strict: bool = True) -> dict[str, list[Example]]:
+                strict: bool = True, train_only: bool = False) -> dict[str, list[Example]]:
     """{"train", "val"} Examples generated over the databases `dbs` (and, with spider_dir, over that Spider
     folder's training databases). A database named in `dbs` that cannot be used is a ValueError (strict)
-    or, like every unusable Spider database, a reported problem in `errors`."""
+    or, like every unusable Spider database, a reported problem in `errors`. train_only: only the databases
+    a Spider model trains on are asked (the held-out ones are skipped before any question is made; val is
+    empty), for adding generated pairs to Spider's own training split."""
     from text2sql.synthetic.from_sqlite import spider_train_databases
 
     errors = errors if errors is not None else RecordErrors()
@@ -85,6 +87,8 @@ def load_sqlite(dbs: list[str | Path], per_db: int = DEFAULT_PER_DB, seed: int =
         entries = {p: folder.tables[p.stem] for p in spider_paths if p.stem in folder.tables}
     by_db: dict[str, list[Example]] = {}
     ids: dict[str, Path] = {}
+    if train_only:  # (Spider augmentation: the held-out databases are not even asked)
+        paths = [p for p in paths if p.stem not in spider_val]
     for path in paths:
         db_id = path.stem if path.stem not in ids else f"{path.stem}_{len(ids)}"
         ids[db_id] = path
@@ -101,6 +105,8 @@ def load_sqlite(dbs: list[str | Path], per_db: int = DEFAULT_PER_DB, seed: int =
     if not by_db:
         raise ValueError("none of the databases gave a question (see the warnings above)")
     everything = [e for db_id in sorted(by_db) for e in by_db[db_id]]
+    if train_only:
+        return {"train": everything, "val": []}
     if len(by_db) == 1:  # nothing to hold out: val asks the same database in the held-out wordings
         (db_id, path), = [(d, ids[d]) for d in by_db]
         return {"train": everything, "val": _examples(path, db_id, max(1, per_db // 10), seed, "held_out")}

@@ -1,6 +1,6 @@
 """`python -m text2sql.spider_recipe`: pretrain on unlabeled text + SQL, fine-tune on Spider, evaluate.
 
-    python -m text2sql.spider_recipe --spider-dir ../shared/data/spider          # ~2 h on 2 CPU cores
+    python -m text2sql.spider_recipe --spider-dir ../shared/data/spider          # 93 min on 2 CPU cores
 
 The five steps (each is an ordinary command, called here through its Python function; run them
 yourself to change anything):
@@ -13,8 +13,9 @@ yourself to change anything):
   2. python -m train --config configs/spider_pretrain.json
   3. python -m text2sql.prepare --source spider --spider-dir ../shared/data/spider --holdout-databases 14 \\
          --tokenizer data/processed/spider-pretrain/tokenizer.tiktoken --out data/processed/spider \\
-         --block-size 512 --questions-per-schema 4
-     The same tokenizer as pretraining; whole databases held out (same seed, same 14) for val.
+         --block-size 512 --questions-per-schema 4 --spider-augment-per-db 200
+     The same tokenizer as pretraining; whole databases held out (same seed, same 14) for val; train adds up
+     to 200 generated questions per training database (text2sql/synthetic/from_sqlite.py).
   4. python -m train --config configs/spider_finetune.json          (init_from: the pretraining run)
   5. python -m text2sql.evaluate --checkpoint runs/spider --data data/processed/spider --split val
 
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", default="data/processed", help="folder for the prepared data")
     p.add_argument("--runs", default="runs", help="folder for the training runs")
     p.add_argument("--scale", choices=("cpu", "h100"), default="cpu",
-                   help="cpu: configs/spider_{pretrain,finetune}.json (~2 h on 2 cores); h100: the "
+                   help="cpu: configs/spider_{pretrain,finetune}.json (93 min on 2 cores); h100: the "
                         "spider_h100_* configs, sized for one H100 hour")
     p.add_argument("--pretrain-steps", type=int, default=0, help="0: the config's")
     p.add_argument("--finetune-steps", type=int, default=0, help="0: the config's")

@@ -404,3 +404,23 @@ def test_ask_finds_the_tables_json_beside_a_spider_database(tmp_path):
     other = tmp_path / "elsewhere.sqlite"
     other.write_bytes(path.read_bytes())
     assert readable_names_beside(other, read_schema(other)).tables[0].columns[1].readable == ""
+
+
+def test_synthetic_prompts_keep_identifier_words(tmp_path):
+    """The generator's tables.json words a column without its table (`actor_name` -> "name"); the main
+    job's prompts never used those wordings, so the synthetic source and `ask` on its databases leave them
+    out (prompt format 6 changed only Spider-format folders of people's annotations)."""
+    from text2sql import prepare
+    from text2sql.schema import read_schema
+    from text2sql.sources.spider import readable_names_beside
+
+    out = tmp_path / "syn"
+    assert prepare.main(["--source", "synthetic", "--out", str(out), "--vocab-size", "300",
+                         "--synthetic-databases", "4", "--synthetic-train-per-db", "5",
+                         "--synthetic-eval-per-db", "2"]) == 0
+    text = (out / "examples" / "train.jsonl").read_text()
+    assert text and '"readable"' not in text
+    tables = json.loads((out / "synthetic" / "tables.json").read_text())
+    assert any(r[1] != o[1].lower() for e in tables for o, r in zip(e["column_names_original"], e["column_names"]))
+    db = next((out / "synthetic" / "database").glob("*/*.sqlite"))
+    assert all(not c.readable for t in readable_names_beside(db, read_schema(db)).tables for c in t.columns)

@@ -137,7 +137,7 @@ def _load_synthetic(args):
         synthetic.generate(folder, **{k: v for k, v in params.items() if k != "generator"})
         stamp.write_text(json.dumps(params))
     errors = RecordErrors()
-    spider_format = SpiderFolder(folder, errors)
+    spider_format = SpiderFolder(folder, errors, readable_names=False)  # (prompts as the main job has always had)
     # dev is the validation split; the two test splits hold out domains and wordings (text2sql/synthetic/)
     splits = {("val" if name == "dev" else name): spider_format.load_split(f"{name}.json") for name in synthetic.SPLITS}
     return finish(args, splits, errors, "synthetic")
@@ -304,7 +304,7 @@ def _load_sqltext(args):
         print(f"[prepare] generating {args.corpus_synthetic_databases} synthetic databases in {folder}", file=sys.stderr)
         synthetic.generate(folder, seed=args.split_seed, num_databases=args.corpus_synthetic_databases,
                            train_per_db=30, eval_per_db=1, progress=False)
-        examples += [e for e in SpiderFolder(folder, RecordErrors()).load_split("train.json")]
+        examples += SpiderFolder(folder, RecordErrors(), readable_names=False).load_split("train.json")
     by_db: dict[str, list[Example]] = {}
     for e in examples:
         by_db.setdefault(e.db_id, []).append(e)

@@ -46,6 +46,8 @@ def readable_names_beside(db_path: str | Path, schema: Schema) -> Schema:
     tables = path.parent.parent.parent / "tables.json"
     if path.parent.parent.name != "database" or not tables.is_file():
         return schema
+    if (tables.parent / "synthetic.json").is_file():  # the main job's generated folder: trained without them
+        return schema
     try:
         entry = next((e for e in json.loads(tables.read_text()) if e.get("db_id") == path.stem), None)
     except (OSError, ValueError, AttributeError):
@@ -53,7 +55,7 @@ def readable_names_beside(db_path: str | Path, schema: Schema) -> Schema:
     return attach_readable_names(schema, entry) if entry else schema
 
 
-def schema_from_tables_json(entry: dict) -> Schema:
+def schema_from_tables_json(entry: dict, readable_names: bool = True) -> Schema:
     """A Spider tables.json entry as a Schema (types number/text/time/others/boolean, keys by index)."""
     tables = [Table(name) for name in entry["table_names_original"]]
     cols: list[tuple[int, Column]] = []
@@ -69,14 +71,18 @@ def schema_from_tables_json(entry: dict) -> Schema:
     for src, dst in entry.get("foreign_keys", []):
         ti = cols[dst][0]
         cols[src][1].references = (tables[ti].name, cols[dst][1].name)
-    return attach_readable_names(Schema(tables), entry)
+    return attach_readable_names(Schema(tables), entry) if readable_names else Schema(tables)
 
 
 class SpiderFolder:
     """Reads one Spider-format folder; `load_split(file)` returns its Examples."""
 
-    def __init__(self, folder: str | Path, errors: RecordErrors | None = None):
+    def __init__(self, folder: str | Path, errors: RecordErrors | None = None, readable_names: bool = True):
+        """readable_names: give schemas tables.json's wordings (`column_names`), as Spider's annotators wrote
+        them; the synthetic generator's folders say False (their wordings drop the table from a column,
+        `actor_name` -> "name", which the main job's prompt has never shown)."""
         self.folder = Path(folder)
+        self.readable_names = readable_names
         self.errors = errors if errors is not None else RecordErrors()
         if not self.folder.is_dir():
             raise ValueError(f"Spider folder {self.folder} does not exist")
@@ -101,13 +107,13 @@ class SpiderFolder:
             if path.is_file():
                 try:
                     schema, db = read_schema(path), str(path.resolve())
-                    if db_id in self.tables:
+                    if db_id in self.tables and self.readable_names:
                         attach_readable_names(schema, self.tables[db_id])
                 except ValueError as e:
                     self.errors.add(where, f"database {path} is unreadable ({e})")
             if schema is None and db_id in self.tables:
                 try:
-                    schema = schema_from_tables_json(self.tables[db_id])
+                    schema = schema_from_tables_json(self.tables[db_id], self.readable_names)
                 except (KeyError, IndexError, TypeError) as e:
                     self.errors.add(where, f"tables.json entry for {db_id!r} is malformed ({e})")
                 if db is None and schema is not None:

@@ -65,7 +65,11 @@ def test_spider_recipe_runs_its_five_steps_in_order(monkeypatch, tmp_path, scale
     monkeypatch.setattr(text2sql.evaluate, "evaluate_checkpoint",
                         lambda run_dir, data_dir, split, **kw: calls.append(("evaluate", Path(run_dir), Path(data_dir), split)))
     work, runs = tmp_path / "work", tmp_path / "runs"
-    rc = main(["--spider-dir", str(tmp_path / "spider"), "--work", str(work), "--runs", str(runs), "--scale", scale,
+    (tmp_path / "spider").mkdir()
+    (tmp_path / "spider" / "train.json").write_text("[]")  # (the recipe checks its inputs before step 1)
+    text = tmp_path / "english.txt"
+    text.write_text("Some English.\n")
+    rc = main(["--spider-dir", str(tmp_path / "spider"), "--text", str(text), "--work", str(work), "--runs", str(runs), "--scale", scale,
                "--pretrain-steps", "7", "--finetune-steps", "3", "--block-size", "256", "--no-progress",
                "--set", "train.batch_size=2"])
     assert rc == 0

@@ -82,7 +82,7 @@ def test_recipe_runs_end_to_end_and_augments_only_training_databases(tmp_path):
 
 def test_recipe_reports_a_missing_spider_folder_as_a_user_error(tmp_path):
     res = subprocess.run([sys.executable, "-m", "text2sql.spider_recipe", "--spider-dir", str(tmp_path / "nope"),
-                          "--work", str(tmp_path / "w"), "--runs", str(tmp_path / "r"), "--no-progress"],
+                          "--work", str(tmp_path / "w"), "--runs", str(tmp_path / "r"), "--no-progress"],  # (default --text)
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert "error:" in res.stderr and "nope" in res.stderr and "Traceback" not in res.stderr

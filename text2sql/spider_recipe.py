@@ -108,6 +108,13 @@ def run_recipe(args) -> int:
     from train.config import load_config
     from train.loop import TrainingDiverged, run
 
+    # every input checked before an hour of work starts
+    if not (Path(args.spider_dir) / "train.json").is_file():
+        raise ValueError(f"--spider-dir {args.spider_dir} has no train.json (give a Spider-format folder: "
+                         f"train.json, tables.json, database/)")
+    for text in args.text:
+        if not Path(text).exists():
+            raise ValueError(f"--text {text} does not exist (give English text files, or --text with none)")
     work, runs = Path(args.work), Path(args.runs)
     pre_data, ft_data = work / "spider-pretrain", work / "spider"
     pre_run, ft_run = runs / "spider-pretrain", runs / "spider"

@@ -144,8 +144,8 @@ def run_recipe(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps(wanted))
 
-    def train(config_name: str, overrides: list[str]) -> None:
-        out_dir = Path(next(o for o in overrides if o.startswith("train.out_dir=")).split("=", 1)[1])
+    def train(config_name: str, out_dir: Path, overrides: list[str]) -> None:
+        overrides = [f"train.out_dir={out_dir}"] + overrides
         stamp = out_dir / "recipe_train.json"
         settings = [f"train.threads={cores}"] + overrides + quiet + args.overrides
         wanted = {"config": config_name, "settings": settings, **versions}
@@ -172,15 +172,15 @@ def run_recipe(args) -> int:
             "sqltext", pre_data, vocab_size=args.vocab_size, corpus=args.text, corpus_spider_dir=args.spider_dir,
             holdout_databases=args.holdout_databases, corpus_generated_per_db=args.pretrain_generated_per_db,
             corpus_synthetic_databases=args.pretrain_synthetic_databases)),
-        ("pretrain", lambda: train(prefix + "pretrain", [
-            f"data.dir={pre_data}", f"train.out_dir={pre_run}", f"model.block_size={args.block_size}"]
+        ("pretrain", lambda: train(prefix + "pretrain", pre_run, [
+            f"data.dir={pre_data}", f"model.block_size={args.block_size}"]
             + step_overrides(args.pretrain_steps))),
         ("prepare Spider (databases held out for val)", lambda: prepared(
             "spider", ft_data, spider_dir=args.spider_dir, holdout_databases=args.holdout_databases,
             tokenizer=str(pre_data / TOKENIZER_FILE), block_size=args.block_size, questions_per_schema=4,
             spider_augment_per_db=args.augment_per_db)),
-        ("fine-tune", lambda: train(prefix + "finetune", [
-            f"data.dir={ft_data}", f"train.out_dir={ft_run}", f"train.init_from={pre_run}"]
+        ("fine-tune", lambda: train(prefix + "finetune", ft_run, [
+            f"data.dir={ft_data}", f"train.init_from={pre_run}"]
             + step_overrides(args.finetune_steps))),
         ("evaluate on the held-out databases", lambda: evaluate_checkpoint(
             ft_run, ft_data, "val", limit=args.eval_limit, show=3, progress=not args.no_progress)),

@@ -4,6 +4,8 @@ weights_only=True. This is the one reader and writer: training, sampling, evalua
 A checkpoint is one file, checkpoints/ckpt_<step>.pt, holding plain data only (tensors, numbers,
 strings, lists, dicts), so `torch.load(weights_only=True)` can read it without running pickled code:
     model, optimizer, scaler     state dicts
+    ema                          (runs with train.ema_decay > 0) the averaged weights (train/ema.py), which
+                                 inference uses (`inference_weights`); "model" stays what --resume continues
     step, data_position          the next optimizer step and the next global batch of the loader
     rng                          per-rank torch CPU (and CUDA) generator states
     config, model_config         the run's Config and the GPTConfig as dicts
@@ -269,11 +271,20 @@ def model_config_from(state: dict, source) -> GPTConfig:
 # Inference: the model and tokenizer a checkpoint was trained with (train.sample, text2sql.ask/evaluate)
 
 
+def inference_weights(state: dict) -> dict:
+    """The weights to predict with (and to fine-tune from): the run's average when it kept one, else the
+    training weights."""
+    ema = state.get("ema")
+    return ema if isinstance(ema, dict) and ema else state["model"]
+
+
 def load_model(state: dict, device, source="checkpoint") -> GPT:
-    """The GPT of a loaded checkpoint, on `device`, in eval mode; non-finite weights are refused."""
+    """The GPT of a loaded checkpoint (its inference weights), on `device`, in eval mode; non-finite weights
+    are refused."""
     model = GPT(model_config_from(state, source))
-    load_weights(model, state["model"], source)
-    for name, t in state["model"].items():
+    weights = inference_weights(state)
+    load_weights(model, weights, source)
+    for name, t in weights.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
             raise ValueError(f"{source}: tensor {name} holds {bad} NaN/inf value(s): the run diverged before this "

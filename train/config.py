@@ -54,6 +54,7 @@ class TrainSection:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0            # 0: no clipping
+    ema_decay: float = 0.0            # 0: off; else keep an exponential moving average of the weights (see train/ema.py)
     dtype: str = "auto"               # auto (bf16 on GPUs that have it, else fp16; fp32 on CPU) | bf16 | fp16 | fp32
     compile: bool = False
     device: str = "auto"              # auto | cpu | cuda
@@ -186,6 +187,8 @@ def validate(config: Config) -> None:
         raise ValueError(f"config train.dtype must be auto, bf16, fp16 or fp32, not {t.dtype!r}")
     if t.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"config train.device must be auto, cpu or cuda, not {t.device!r}")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise ValueError(f"config train.ema_decay must be in [0, 1) (0: off), got {t.ema_decay}")
     if t.lr <= 0 or t.min_lr < 0 or t.min_lr > t.lr:
         raise ValueError(f"config needs 0 <= train.min_lr <= train.lr and train.lr > 0 (lr={t.lr}, min_lr={t.min_lr})")
     if config.model.preset not in _model_presets():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gpt.export import read_hf_folder, write_hf_folder
 from gpt.model import GPTConfig
-from train.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
+from train.checkpoint import inference_weights, load_checkpoint, load_tokenizer, save_checkpoint
 
 TOKENIZER_FILE = "tokenizer.tiktoken"
 
@@ -30,7 +30,7 @@ def export_checkpoint(checkpoint, out_dir, tokenizer=None) -> list[Path]:
     state = load_checkpoint(checkpoint)
     config = GPTConfig(**state["model_config"])
     tok = load_tokenizer(state, tokenizer)
-    return write_hf_folder(out_dir, state["model"], config, tok)
+    return write_hf_folder(out_dir, inference_weights(state), config, tok)
 
 
 def import_hf_folder(folder, out_dir) -> Path:

@@ -21,9 +21,10 @@ from torch.nn.parallel import DistributedDataParallel
 from data.shards import BatchLoader, ShardDataset, read_meta
 from gpt.model import GPT, GPTConfig, PRESETS
 from train import ddp
-from train.checkpoint import (check_resumable, list_checkpoints, load_checkpoint, load_newest, load_weights, model_config_from,
-                              check_out_dir, clear_checkpoints, save_checkpoint)
+from train.checkpoint import (check_resumable, inference_weights, list_checkpoints, load_checkpoint, load_newest,
+                              load_weights, model_config_from, check_out_dir, clear_checkpoints, save_checkpoint)
 from train.config import Config
+from train.ema import WeightEMA
 from train.log import RunLog, peak_flops, plot_loss
 from train.optim import build_optimizer, lr_at
 
@@ -140,7 +141,7 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
     torch.manual_seed(t.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     model = GPT(gcfg).to(device)
     if init_state is not None:
-        load_weights(model, init_state["model"], t.init_from)
+        load_weights(model, inference_weights(init_state), t.init_from)
         say(f"[train] initialised from {t.init_from} (step {init_state['step']})")
     dtype = resolve_dtype(t.dtype, device)
     optimizer = build_optimizer(model, t.lr, t.weight_decay, (t.beta1, t.beta2), device.type)
@@ -149,6 +150,7 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
 
     # ---- resume
     start_step = 0
+    ema = None
     last_good = None  # the newest checkpoint known to verify: resumed from, or written by this run
     if t.resume:
         if not list_checkpoints(out_dir):
@@ -164,6 +166,11 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
             if state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
             start_step = int(state["step"])
+            if t.ema_decay > 0:
+                if state.get("ema"):
+                    ema = WeightEMA(model, t.ema_decay, state["ema"], updates=start_step)
+                else:
+                    say(f"[train] {path} has no weight average: train.ema_decay starts one at step {start_step}")
             loader.position = int(state["data_position"])
             if len(state["rng"]) == dist.world_size:
                 set_rng_state(state["rng"][dist.rank], device)
@@ -172,6 +179,9 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
                     f"{dist.world_size}: dropout masks will differ from the interrupted run")
             say(f"[train] resumed from {path} at step {start_step}")
             last_good = path
+
+    if t.ema_decay > 0 and ema is None:
+        ema = WeightEMA(model, t.ema_decay)
 
     # ---- compile and DDP wrap (the raw `model` keeps the parameters and the state dict)
     forward_model = torch.compile(model) if t.compile else model
@@ -216,6 +226,7 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
         if main:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                     **({"ema": ema.state_dict(model)} if ema is not None else {}),
                      "step": step, "data_position": loader.position, "rng": rng,
                      "config": config.to_dict(), "model_config": dataclasses.asdict(gcfg),
                      "tokenizer": str((data_dir / meta["tokenizer"]).resolve()) if meta.get("tokenizer") else None,
@@ -239,6 +250,7 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
     t_log = t_start
     last_log = {}
     last_val = None
+    val_ema = None
     model.train()
     while step < t.max_steps:
         lr = lr_at(step, t.lr, t.min_lr, t.warmup_steps, decay_steps)
@@ -261,6 +273,8 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update()
         step += 1
         steps_since_log += 1
         if step == start_step + 1:
@@ -303,8 +317,14 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
         if eval_due or last:
             last_val = evaluate()
             if last_val is not None:
-                log.write(kind="val", step=step, val_loss=last_val)
-                write(f"step {step:6d} | val loss {last_val:.4f}")
+                if ema is not None:  # the average's loss too: inference uses those weights
+                    ema.swap()
+                    val_ema = evaluate()
+                    ema.swap()
+                log.write(kind="val", step=step, val_loss=last_val,
+                          **({"val_loss_ema": val_ema} if val_ema is not None else {}))
+                write(f"step {step:6d} | val loss {last_val:.4f}"
+                      + (f" | weight average {val_ema:.4f}" if val_ema is not None else ""))
         if ckpt_due or (last and t.ckpt_interval >= 0):
             path = checkpoint(step)
             if path is not None:
@@ -321,6 +341,6 @@ def _run(config: Config, dist: ddp.DistInfo) -> dict:
             plot_loss(log.path, out_dir / "loss.png", title=f"{out_dir.name}: {model.num_params() / 1e6:.2f}M params")
         except Exception as e:  # a missing plotting backend must not fail a finished run
             say(f"[train] could not plot the loss curve: {e}")
-    return {"step": step, "loss": last_log.get("loss"), "val_loss": last_val,
+    return {"step": step, "loss": last_log.get("loss"), "val_loss": last_val, "val_loss_ema": val_ema,
             "tokens_per_s": last_log.get("tokens_per_s"), "mfu": last_log.get("mfu"),
             "out_dir": str(out_dir), "is_main": main}

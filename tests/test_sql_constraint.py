@@ -407,3 +407,65 @@ def test_hostile_question_cannot_emit_control_tokens_or_a_second_statement(rando
         r = execute_sql(db, decode_sql(tokenizer, ids))
         assert r.ok, r.error
 
+
+
+# ----------------------------------------------------------------------------------------------------
+# The token budget inside a string literal (issue 11: "... WHERE T1.name = 'Helter" on Spider, a decode
+# cut off inside a stored value the question does not write)
+
+LONG = "Helter Skelter and the long and winding road"
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory):
+    path = tmp_path_factory.mktemp("songs") / "songs.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE track (id INTEGER PRIMARY KEY, name TEXT, milliseconds INTEGER);")
+    conn.executemany("INSERT INTO track VALUES (?, ?, ?)", [(1, LONG, 300), (2, "Movies", 200)])
+    conn.commit()
+    conn.close()
+    return path
+
+
+def string_hungry_walk(con, tokenizer, prefix: str, budget: int) -> list[int]:
+    """Follow `prefix` (its greedy tokens), then always take the shortest allowed id that keeps a string literal
+    open (the worst a model can do inside a string: one character a step), else the first allowed id."""
+    ids = []
+    for t in tokenizer.encode_ordinary(prefix):
+        assert con.allows(ids, t), (prefix, tokenizer.decode(ids))
+        ids.append(t)
+    assert len(ids) + 40 < budget  # the budget's window (40 steps) begins inside the string
+    for _ in range(budget - len(ids)):
+        allowed = con.allowed_ids(ids)
+        assert allowed, f"no id allowed after {tokenizer.decode(ids)!r} ({budget - len(ids)} steps left)"
+        if allowed == [con.end_id]:
+            return ids
+        open_ = [t for t in allowed if t != con.end_id and (s := con.state(ids + [t])) is not None
+                 and s[1] == 5 and not s[2][2]]  # (STR mode, no closing quote pending)
+        t = min(open_, key=lambda t: (len(con._token_text(t)), t)) if open_ else \
+            next(t for t in allowed if t != con.end_id) if len(allowed) > 1 else allowed[0]
+        if t == con.end_id:
+            return ids
+        ids.append(t)
+    pytest.fail(f"ran out of {budget} steps: {tokenizer.decode(ids)!r}")
+
+
+@pytest.mark.parametrize("room", [41, 45, 60])
+def test_a_stored_value_the_question_does_not_write_is_closed_in_time(songs, room):
+    """The question names no track, so a string may become any stored name; the driver keeps it open for as
+    long as it may. The window of the token budget (the last 40 steps) begins inside the string: the
+    constraint must still lead to a closing quote and <|end|> in time (before: no completion was known for
+    a stored value the question does not write, so no id was allowed and the decode stopped inside it)."""
+    schema = read_schema(songs)
+    tok = Tokenizer.train([schema.to_text(), "SELECT name FROM track WHERE name = 'Movies'", LONG] * 20, 300,
+                          SPECIAL_TOKENS)
+    prefix = "SELECT id FROM track WHERE name = 'Helter"  # (a stored name the question does not write)
+    budget = len(tok.encode_ordinary(prefix)) + room
+    for decides in (False, True):
+        con = SQLConstraint(tok, schema, "What are the tracks in both of the music playlists?", songs,
+                            max_tokens=budget, question_decides=decides)
+        ids = string_hungry_walk(con, tok, prefix, budget)
+        sql = decode_sql(tok, ids)
+        assert con.is_complete(ids), sql
+        r = execute_sql(songs, sql)
+        assert r.ok, (sql, r.error)

@@ -193,6 +193,21 @@ class ValueSource:
             self._named[col] = sorted(words) if any(self._question_span(v, complete=True) for v in words) else None
         return self._named[col]
 
+    def stored_completions(self, spec: StrSpec, content: str, n: int = 2) -> list[str]:
+        """The n shortest stored values of the compared column that a string written as `content` so far may
+        still become (SQLPrefixChecker.completion: a stored value the question does not write)."""
+        values = self.column(spec.column)
+        if values is None:
+            return []
+        c = content if self.exact else content.lower()
+        texts = self._offered(spec, values)
+        i = bisect_left(texts, c)
+        found = []
+        while i < len(texts) and texts[i].startswith(c) and len(found) < 64:
+            found.append(texts[i])
+            i += 1
+        return sorted(found, key=len)[:n]
+
     def _offered(self, spec: StrSpec, values: _ColumnValues) -> list[str]:
         named = self.named_values(spec.column)
         texts = values.texts if named is None else named
@@ -1226,8 +1241,14 @@ class SQLPrefixChecker:
             for spec in opts.strings:  # a stored value the question names may run over several words
                 named = self.values.named_values(spec.column) or ()
                 out += [t[len(c):] + quote for t in named if t.startswith(c) and t not in spec.exclude][:2]
+                if spec.like:  # a pattern closes as it is or behind a %
+                    out.append("%" + quote)
+                else:  # ...and any stored value it may still become (the question need not write it)
+                    out += [t[len(c):] + quote for t in self.values.stored_completions(spec, c)]
             if not c:
                 out += [w + quote for w in sorted(dict.fromkeys(re.findall(r"[A-Za-z0-9]+", q)), key=len)[:4]]
+            if "%" in c:  # a LIKE pattern: its last piece grows as a word of the question
+                c, q = c.rpartition("%")[2], self.values.question_lower
             i = q.find(c) if c else -1
             while i >= 0 and len(out) < 4:
                 j = i + len(c)
@@ -1480,12 +1501,14 @@ class SQLConstraint:
 
     def _fallback(self, st, left) -> list[int]:
         """When no id fits (the budget was already short where the window began): the first id of the
-        current state's completion, if there is one."""
+        current state's completion; when no completion is known, every id the SQL allows (an empty list
+        would end the decode where it stands, inside the query)."""
         c = self.cost(st)
-        if c is None or c == 0 or c <= left - 1:
-            return []
-        ids = self.spell_tokens(self.checker.completion(st))
-        return ids[:1] if ids and ids[0] >= 0 else []
+        if c is not None and c > 0:
+            ids = self.spell_tokens(self.checker.completion(st))
+            if ids and ids[0] >= 0:
+                return ids[:1]
+        return self._all_allowed(st)
 
     def _within_budget(self, st, left) -> list[int]:
         key = (st, left)

@@ -4,7 +4,7 @@ Three layers, each cheap because the one below it is memoised:
 
 1. A recursive-descent parser over SQL *lexemes* (words, numbers, strings, operators) for the SQLite subset
    that Spider and the synthetic generator use: SELECT [DISTINCT] with aggregates and arithmetic; FROM with
-   JOIN ... ON, comma joins and aliases (T1..T9); WHERE with AND/OR/NOT, comparisons, LIKE, BETWEEN, IN (a
+   JOIN ... ON column pairs and aliases (T1..T9); WHERE with AND/OR/NOT, comparisons, LIKE, BETWEEN, IN (a
    list or a subquery), IS [NOT] NULL; GROUP BY, HAVING, ORDER BY ASC/DESC, LIMIT; UNION/INTERSECT/EXCEPT;
    nested SELECTs (correlated ones see the outer tables). It runs on a *prefix*: when it reaches the end of
    the lexemes it records what could come next (the "expected" set, collected from every optional
@@ -36,11 +36,18 @@ case-insensitive rules (Spider's gold). Identifiers that need quoting (spaces, d
 
 Rules beyond SQLite's own, so that every decode runs and none runs away: at most 5 tables in one FROM
 (a table twice needs distinct names); a bare column named in ON never becomes ambiguous through a later
-join; aggregates only over their own query's columns, with no subquery inside; one NOT per predicate; 3
-arithmetic operators per expression; 2 SELECTs nested below the top one; 4 nested brackets; ORDER BY /
-GROUP BY never start with a number, even behind brackets or a minus (SQLite reads them as positions).
-The token budget (SQLConstraint, max_tokens): near the end of the decode's steps only ids that leave a
-completion short enough to finish in time are allowed (SQLPrefixChecker.completion).
+join; the join rules (issue 11: the Spider model's runaway self-joins ran out of memory or time): no comma
+joins, ON is `x = y (AND x = y)*` over columns of two different bindings, each pair a foreign key and its
+key, two foreign keys to one key, two columns of one name, or a primary key and a column of its type (in a
+schema that declares no key: two columns of one type), no pair twice, every table joined to the ones
+before it when its ON ends (a JOIN without ON, at most 3 in a row, is joined by the next ON), a table at
+most 3 times in one FROM; aggregates only over their own query's columns, with no subquery inside; one
+NOT per predicate; 3 arithmetic operators per expression; 2 SELECTs nested below the top one; 4 nested
+brackets; ORDER BY / GROUP BY never start with a number, even behind brackets or a minus (SQLite reads
+them as positions).
+The token budget (SQLConstraint, max_tokens): near the end of the decode's steps (or earlier, where the
+completion is already long) only ids that leave a completion short enough to finish in time are allowed
+(SQLPrefixChecker.completion).
 
 Known gaps (reported by tests/test_sql_constraint.py on Spider): subqueries in FROM, functions other than
 the five aggregates, CASE, CAST, `AS` names in the SELECT list.
@@ -52,7 +59,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from text2sql.schema import Schema
+from text2sql.schema import Schema, compact_type
 
 MAX_COLUMN_VALUES = 5000       # distinct values read per column (bounded scan)
 ALIASES = tuple(f"t{i}" for i in range(1, 10))
@@ -73,14 +80,16 @@ OP_CHARS = frozenset("<>=!")
 SINGLE_PUNCT = frozenset("(),*+-/")
 SPACES = frozenset(" ")  # one space between lexemes (no tabs, newlines, comments or runs of spaces)
 MAX_TABLES = 5  # tables in one FROM (Spider train joins at most 5; more is a runaway cross join)
+MAX_SAME_TABLE = 3  # bindings of one table in one FROM (Spider train: at most 3, a friend-of-a-friend chain)
+MAX_DEFERRED = 3  # JOINs in a row without ON (a later ON joins them all; Spider train writes up to 3)
 MAX_DEPTH = 4  # nested parentheses (conditions, subqueries, IN lists): a decode must be able to close them
 MAX_SUBQUERIES = 2  # SELECTs nested below the top one, one inside the other (Spider train: at most 2)
 MAX_ARITHMETIC = 3  # + - * / in one expression (Spider train uses at most 2)
 MAX_DECIMALS = 2  # decimals of a number taken from a column's range rather than written somewhere
 # the completer (SQLPrefixChecker.completion): how often one path may use a piece that opens more to close,
 # and the words it never needs
-EXPANSIONS = {"join": 4, "and": 2, "select": 1, "in": 1, "(": 1, "*": 1, ",": 4}
-_NOT_FOR_COMPLETION = frozenset(("select", "in", "like", "between", "distinct", "not", "or", "on", "as", "is",
+EXPANSIONS = {"join": 4, "and": 3, "select": 1, "in": 1, "(": 1, "*": 1, ",": 4}
+_NOT_FOR_COMPLETION = frozenset(("select", "in", "like", "between", "distinct", "not", "or", "as", "is",
                                  "and", "join", "where", "group", "having", "order", "limit", "asc", "desc",
                                  "union", "intersect", "except", "count", "sum", "avg", "min", "max"))
 
@@ -352,6 +361,25 @@ class SchemaIndex:
                     if _IDENT.match(c.name):
                         self.spell.setdefault(c.name.lower(), set()).add(c.name)
         self.tables = tuple(self.columns)
+        # keys and types, for the join rules (keyed): primary keys, foreign keys (t, c) -> (t2, c2), and
+        # "num" / "text" for columns whose declared type says so
+        self.pks: set[tuple[str, str]] = set()
+        self.refs: dict[tuple[str, str], tuple[str, str]] = {}
+        self.kinds: dict[tuple[str, str], str] = {}
+        for t in schema.tables:
+            for c in t.columns:
+                key = (t.name.lower(), c.name.lower())
+                if c.primary_key:
+                    self.pks.add(key)
+                if c.references:
+                    self.refs[key] = (c.references[0].lower(), c.references[1].lower())
+                kind = compact_type(c.type)
+                self.kinds[key] = "num" if kind in ("int", "real", "bool") else "text" if kind == "text" else ""
+        self.has_keys = bool(self.pks or self.refs)
+        self._partners: dict = {}
+        self._joinable: dict = {}
+        self._hops: dict = {}
+        self.on_cache: dict = {}
         self.sat_cache: dict = {}
         self.join_cache: dict = {}
         self.spelled_cache: dict = {}
@@ -367,6 +395,56 @@ class SchemaIndex:
         self.pre_from_words = frozenset(self.all_columns) | frozenset(
             f"{t}.{c}" for t in self.tables for c in self.columns[t]) | frozenset(
             f"{a}.{c}" for a in self.aliases for c in self.all_columns)
+
+    # joins ----------------------------------------------------------------------------------------------
+    def keyed(self, ta: str, ca: str, tb: str, cb: str) -> bool:
+        """Whether ON may compare column ca of a binding of table ta with column cb of another binding of tb:
+        a foreign key and the column it references, two foreign keys to one column, two columns of one name,
+        or a primary key and a column of its type (numbers with numbers, text with text). A schema that
+        declares no key at all: any two columns of one type."""
+        a, b = (ta, ca), (tb, cb)
+        ka, kb = self.kinds.get(a, ""), self.kinds.get(b, "")
+        same_type = not (ka and kb and ka != kb)
+        if not self.has_keys:
+            return same_type
+        ra, rb = self.refs.get(a), self.refs.get(b)
+        if ra == b or rb == a or (ra is not None and ra == rb) or ca == cb:
+            return True
+        return (a in self.pks or b in self.pks) and same_type
+
+    def partners(self, t: str, c: str, u: str) -> tuple[str, ...]:
+        """The columns of table u that ON may compare t.c with (keyed)."""
+        key = (t, c, u)
+        out = self._partners.get(key)
+        if out is None:
+            out = self._partners[key] = tuple(c2 for c2 in self.columns[u] if self.keyed(t, c, u, c2))
+        return out
+
+    def joinable(self, t: str, u: str) -> bool:
+        """Some column of t may be compared with some column of u in ON (u may be t: a self-join)."""
+        key = (t, u)
+        out = self._joinable.get(key)
+        if out is None:
+            out = self._joinable[key] = any(self.partners(t, c, u) for c in self.columns[t])
+        return out
+
+    def hops(self, t: str, u: str) -> int | None:
+        """Joins from t to u through joinable tables (1: t joins u itself), or None."""
+        dist = self._hops.get(t)
+        if dist is None:
+            dist, frontier = {t: 0}, [t]
+            while frontier:
+                nxt = []
+                for x in frontier:
+                    for y in self.tables:
+                        if y not in dist and self.joinable(x, y):
+                            dist[y] = dist[x] + 1
+                            nxt.append(y)
+                frontier = nxt
+            self._hops[t] = dist
+        if u == t:
+            return 1 if self.joinable(t, t) else None
+        return dist.get(u)
 
     def spellings(self, word: str) -> frozenset:
         """The exact texts a lower-case word may be written as: a keyword or an alias in upper or lower
@@ -414,6 +492,8 @@ class _Scope:
     pending: list = field(default_factory=list)   # [(qualifier or None, column)] named before FROM
     bare: set = field(default_factory=set)        # unqualified columns named in ON clauses
     pending_agg: list = field(default_factory=list)  # the pending references inside an aggregate
+    links: list = field(default_factory=list)     # [((binding, column), (binding, column))]: ON's pairs
+    no_on: int = 0                                # JOINs in a row without ON (joined by a later ON)
     in_from: bool = False
     from_done: bool = False
     aggregates: bool = False  # an aggregate in the SELECT list or a GROUP BY
@@ -547,15 +627,23 @@ class _Parser:
         return scope
 
     def from_clause(self, scope: _Scope):
+        """FROM t [[AS] a] (JOIN t [[AS] a] [ON pairs])*: the join rules. No comma joins. Every table is joined
+        to the ones before it: ON is `x = y (AND x = y)*`, each pair compares columns of two different
+        bindings that keyed allows (on_words), no pair twice, and when an ON ends the pairs so far join
+        every binding to every other. A JOIN without ON (at most MAX_DEFERRED in a row) is joined by the
+        next ON; FROM cannot end before."""
         scope.in_from = True
         self.table_ref(scope)
         while True:
             # another table only when one can join without making a SELECT-list column ambiguous
             key = self.join_key(scope)
-            can_join = len(scope.bindings) < MAX_TABLES and any(
+            connected = self.connected(scope)
+            can_join = len(scope.bindings) < MAX_TABLES and (connected or scope.no_on < MAX_DEFERRED) and any(
                 self.table_allowed(scope, t, key) for t in self.index.tables)
-            joined = can_join and (self.accept_word("join") or self.accept_punct(","))
+            joined = can_join and self.accept_word("join")
             if not joined:
+                if not connected:  # (an ON is still to come)
+                    raise _EndOfInput if self.eof() else _Reject
                 if self.eof():  # FROM may end here only if the SELECT list's columns resolve now
                     if self.pending_resolved(scope) and self.finish_from(scope):
                         scope.from_done = True
@@ -566,8 +654,96 @@ class _Parser:
                 scope.from_done = True
                 return
             self.table_ref(scope)
-            if joined == "join" and self.accept_word("on"):
-                self.condition(scope, agg=False)
+            if self.accept_word("on"):
+                self.on_condition(scope)
+                scope.no_on = 0
+            else:
+                scope.no_on += 1
+
+    # the join rules ------------------------------------------------------------------------------------
+    def components(self, scope: _Scope) -> dict:
+        """binding -> a representative of the bindings the ON pairs so far join it to."""
+        rep = {b: b for b, _ in scope.bindings}
+
+        def find(x):
+            while rep[x] != x:
+                x = rep[x]
+            return x
+
+        for (a, _), (b, _) in scope.links:
+            rep[find(a)] = find(b)
+        return {b: find(b) for b in rep}
+
+    def connected(self, scope: _Scope) -> bool:
+        return len(set(self.components(scope).values())) <= 1
+
+    def on_condition(self, scope: _Scope):
+        """pair (AND pair)*: while some binding is not joined to the others, each pair joins two bindings not
+        yet joined (and AND must follow until all are); then AND only while a pair not yet written is left
+        (a second key column: ON a.x = b.x AND a.y = b.y)."""
+        while True:
+            self.on_pair(scope)
+            if not self.connected(scope):
+                self.expect_word("and")
+            elif not (self.on_words(scope, None) and self.accept_word("and")):
+                return
+
+    def on_pair(self, scope: _Scope):
+        left = self.on_column(scope, None)
+        self.expect_punct("=")
+        right = self.on_column(scope, left)
+        scope.links.append((left, right))
+
+    def on_column(self, scope: _Scope, left):
+        words = self.on_words(scope, left)
+        if self.eof():
+            self.exp.words.update(words)
+            raise _EndOfInput
+        kind, text = self.peek()
+        if kind != "w" or text not in words:
+            raise _Reject
+        self.i += 1
+        self.column_ref(scope, text)  # (what any column name is checked for: bare names in ON)
+        return words[text]
+
+    def on_words(self, scope: _Scope, left) -> dict:
+        """{column word: (binding, column)} that may be one side of an ON pair (left: the other side, or None
+        for the first): a column of a binding of this FROM that keyed allows with a column of another
+        binding, in a pair this FROM has not written yet; while the bindings are not all joined, of a
+        binding not joined to it yet. Bare names where one binding has the column and the SELECT list
+        resolves."""
+        bare_ok = self.pending_resolved(scope)
+        key = (tuple(scope.bindings), tuple(scope.links), left, bare_ok)
+        out = self.index.on_cache.get(key)
+        if out is not None:
+            return out
+        written = {frozenset(pair) for pair in scope.links}
+        comp = self.components(scope)
+        if len(set(comp.values())) <= 1:
+            comp = {b: i for i, b in enumerate(comp)}  # (joined: any two bindings)
+        cols = self.index.columns
+        owners: dict[str, int] = {}
+        for _, t in scope.bindings:
+            for c in cols[t]:
+                owners[c] = owners.get(c, 0) + 1
+        table_of = dict(scope.bindings)
+        out = {}
+        for b, t in scope.bindings:
+            for c in cols[t]:
+                if left is None:
+                    ok = any(comp[b2] != comp[b] and any(frozenset(((b, c), (b2, c2))) not in written
+                                                         for c2 in self.index.partners(t, c, t2))
+                             for b2, t2 in scope.bindings)
+                else:
+                    lb, lc = left
+                    ok = comp[b] != comp[lb] and self.index.keyed(table_of[lb], lc, t, c) and \
+                        frozenset(((lb, lc), (b, c))) not in written
+                if ok:
+                    out[f"{b}.{c}"] = (b, c)
+                    if bare_ok and owners[c] == 1:
+                        out[c] = (b, c)
+        self.index.on_cache[key] = out
+        return out
 
     def table_ref(self, scope: _Scope):
         key = self.join_key(scope)
@@ -593,8 +769,15 @@ class _Parser:
         out = self.index.join_cache.get(ck)
         if out is None:
             names = [None] + [a for a in self.index.aliases if scope.binding(a) is None]
-            out = self.index.join_cache[ck] = any(self.binding_allowed(scope, table, a) for a in names)
+            out = self.index.join_cache[ck] = self.may_join(tuple(t for _, t in scope.bindings), table) and any(
+                self.binding_allowed(scope, table, a) for a in names)
         return out
+
+    def may_join(self, tables: tuple, table: str) -> bool:
+        """The join rules for one more table: some column of it may be compared in ON with a column of a
+        table before it, and no table is bound more than MAX_SAME_TABLE times."""
+        return (not tables or any(self.index.joinable(table, u) for u in set(tables))) and \
+            tables.count(table) < MAX_SAME_TABLE
 
     def join_key(self, scope: _Scope) -> tuple:
         return (tuple(scope.bindings), tuple(scope.pending), tuple(scope.pending_agg), frozenset(scope.bare),
@@ -670,12 +853,37 @@ class _Parser:
         kind, x = unmet
         if kind == "table":
             options = [(x, x)] if x in cols else []
-        elif kind == "alias":
-            options = [(x, t) for t in self.index.tables]
+        elif kind == "alias":  # (a table with every column the alias is used with)
+            need = {c for q, c in scope.pending if q == x}
+            options = [(x, t) for t in self.index.tables if need <= set(cols[t])]
         else:
             options = [(t if t not in bound else next((a for a in self.index.aliases if a not in bound), t), t)
                        for t in self.index.tables if x in cols[t]]
-        return any(self.satisfiable(scope, bindings + (o,)) for o in options if o[0] not in bound)
+        tables = tuple(bound.values())
+        if any(self.satisfiable(scope, bindings + (o,)) for o in options
+               if o[0] not in bound and self.may_join(tables, o[1])):
+            return True
+        # the join rules: a table the references need may have to be joined through others first (one on a
+        # shortest path from the tables bound to a table that could take the reference)
+        room = MAX_TABLES - len(bindings) - 1  # joins left after one more table
+        if not bindings or room < 1:
+            return False
+        named = {q for q, _ in scope.pending} | set(bound)
+        name = next((a for a in self.index.aliases if a not in named), None)
+        if name is None:
+            return False
+        hops = self.index.hops
+        near = {}
+        for t in {t for _, t in options}:
+            d = [h for b in set(tables) if (h := hops(b, t)) is not None]
+            if d and min(d) > 1:
+                near[t] = min(d)
+        for u in self.index.tables:
+            if u not in near and self.may_join(tables, u) and any(
+                    (h := hops(u, t)) is not None and h < d and h <= room for t, d in near.items()) and \
+                    self.satisfiable(scope, bindings + ((name, u),)):
+                return True
+        return False
 
     def pending_resolved(self, scope: _Scope) -> bool:
         return all(self.resolve(scope, q, c) is not None for q, c in scope.pending)
@@ -1153,7 +1361,7 @@ class SQLPrefixChecker:
         return self.can_end(self.check(text))
 
     # completion: a short way to finish the SQL from a state (used when the token budget runs out) ----------
-    def completion(self, state: tuple, budget: int = 2000, max_pieces: int = 40) -> str | None:
+    def completion(self, state: tuple, budget: int = 2000, max_pieces: int = 80) -> str | None:
         """A short text that makes the SQL complete from `state`, or None when none is found.
 
         A depth-first search over a few pieces per state, in the order that closes fastest (a closing
@@ -1260,6 +1468,8 @@ class SQLPrefixChecker:
             return [(p, "") for p in out]
         lead = "" if mode == SPACE or buf else " "
         out = [")"] if ")" in opts.puncts else []
+        if "=" in opts.puncts:  # (ON's pairs; a comparison already begun)
+            out.append(lead + "=")
         words = [w for w in opts.words if w not in _NOT_FOR_COMPLETION]
         # qualifiers the SQL already used (T9.x needs a T9 in some FROM) before other words of a length
         used = {x.rpartition(".")[0] for kind, x in self._lexemes[pid] if kind == "w" and "." in x}
@@ -1362,7 +1572,11 @@ class SQLConstraint:
     leaves a way to finish in time. Within `window` steps of the end, an id is allowed only if the state it
     leads to has a completion (SQLPrefixChecker.completion, spelled in tokens) that still fits, counting
     the <|end|>; the first token of the current state's completion always fits, since each state on a
-    completion's path remembers the rest of it. So a decode never runs out of steps inside a query."""
+    completion's path remembers the rest of it. So a decode never runs out of steps inside a query.
+    (Earlier too, from a checkpoint whose completion was already long: _left.)"""
+
+    CHECKPOINTS = 5
+    CHECK_EVERY = 8
 
     def __init__(self, tokenizer, schema: Schema, question: str = "", db_path: str | Path | None = None,
                  end_id: int | None = None, max_tokens: int | None = None, window: int = 40, real_names=None,
@@ -1414,11 +1628,26 @@ class SQLConstraint:
         return st
 
     def _left(self, generated) -> int | None:
-        """Steps left (this one included) when the budget matters, else None."""
+        """Steps left (this one included) when the budget matters, else None: within `window` steps of the
+        end, and earlier from a checkpoint (every CHECK_EVERY steps, CHECKPOINTS of them before the window)
+        whose state's completion was already long (at least half the window: a SELECT list that names
+        five tables needs four JOIN ... ON to finish), or unknown. One completion per checkpoint and prefix."""
         if self.max_tokens is None:
             return None
         left = self.max_tokens - len(generated)
-        return left if left <= self.window else None
+        if left <= self.window:
+            return left
+        for j in range(1, self.CHECKPOINTS + 1):
+            at = self.window + j * self.CHECK_EVERY  # steps left at the checkpoint
+            if at < left:
+                continue
+            n = self.max_tokens - at
+            if n < 0:
+                break
+            c = self.cost(self.state(generated[:n]))
+            if c is None or c >= self.window // 2:
+                return left
+        return None
 
     def allowed_ids(self, generated) -> list[int]:
         st = self.state(generated)

@@ -533,3 +533,18 @@ def test_a_stored_value_the_question_does_not_write_is_closed_in_time(songs, roo
         assert con.is_complete(ids), sql
         r = execute_sql(songs, sql)
         assert r.ok, (sql, r.error)
+
+
+def test_a_number_never_starts_as_the_prefix_of_a_stored_text(tmp_path):
+    """A text column whose values begin with digits ('35th Prize'): the number 35 was a viable prefix (of the
+    text) that no digit or end could complete, a dead end a random walk on Spider's music_4 found."""
+    path = tmp_path / "festival.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE festival (id INTEGER PRIMARY KEY, award TEXT, volume INTEGER);"
+                       "INSERT INTO festival VALUES (1, '35th Prize', 12), (2, 'Best Song', 7);")
+    conn.close()
+    c = SQLPrefixChecker(read_schema(path), "How many festivals are there?", path)
+    assert c.check("SELECT id FROM festival WHERE award LIKE 3") is None
+    assert c.check("SELECT id FROM festival WHERE award = 3") is None
+    assert c.accepts("SELECT id FROM festival WHERE award = '35th Prize'")
+    assert c.accepts("SELECT id FROM festival WHERE volume = 12")  # (a number column keeps its range)

@@ -74,6 +74,7 @@ KEYWORDS = frozenset(("select", "distinct", "from", "where", "group", "by", "hav
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NUMBER_IN_TEXT = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w])")
 _NUMBER_PREFIX = re.compile(r"^\d+(\.\d*)?$")
+_NUMBER = re.compile(r"^\d+(\.\d+)?$")
 WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
 DIGITS = frozenset("0123456789")
 OP_CHARS = frozenset("<>=!")
@@ -297,9 +298,11 @@ class ValueSource:
         values = None if self.question_decides and self.numbers else self.column(spec.column)  # number_complete
         if values is None:
             return False
-        i = bisect_left(values.texts, text)
-        if i < len(values.texts) and values.texts[i].startswith(text):
-            return True
+        i = bisect_left(values.texts, text)  # a stored value that is a number (not '35th Prize': no dead end)
+        while i < len(values.texts) and values.texts[i].startswith(text):
+            if _NUMBER.match(values.texts[i]):
+                return True
+            i += 1
         if values.low is None:
             return False
         if text.startswith("0") and len(text) > 1 and text[1] != ".":

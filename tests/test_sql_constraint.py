@@ -548,3 +548,29 @@ def test_a_number_never_starts_as_the_prefix_of_a_stored_text(tmp_path):
     assert c.check("SELECT id FROM festival WHERE award = 3") is None
     assert c.accepts("SELECT id FROM festival WHERE award = '35th Prize'")
     assert c.accepts("SELECT id FROM festival WHERE volume = 12")  # (a number column keeps its range)
+    # a number column's range [7, 12]: 6 can only become 6.xx, below it (Spider's "> 2" on bedrooms 3..6)
+    for dead in ("volume > 6", "volume > 6.9", "volume > 6.99", "volume > 0", "volume > 13"):
+        assert c.check("SELECT id FROM festival WHERE " + dead) is None, dead
+    for ok in ("volume > 7", "volume > 11.99", "volume > 12", "volume < 1"):  # (1: 10, 11, 12)
+        assert c.check("SELECT id FROM festival WHERE " + ok) is not None, ok
+
+
+@pytest.mark.parametrize("decides", [False, True])
+def test_the_completer_finishes_every_literal_it_may_be_in(tmp_path, decides):
+    """The token budget counts on SQLPrefixChecker.completion: a state it finds no completion for is refused
+    near the end of the budget (measured on Spider's gold with the whole decode under the budget: LIKE '%
+    and LIKE '%L had none, and neither had a stored value the question does not write)."""
+    path = tmp_path / "festival.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE festival (id INTEGER PRIMARY KEY, award TEXT, volume INTEGER);"
+                       "INSERT INTO festival VALUES (1, 'Best Song of the Year', 12), (2, 'Led Zeppelin', 7);")
+    conn.close()
+    c = SQLPrefixChecker(read_schema(path), "Which festivals have an award whose name has the phrase 'Led'?", path,
+                         question_decides=decides)
+    for prefix in ("SELECT id FROM festival WHERE award LIKE '%", "SELECT id FROM festival WHERE award LIKE '%L",
+                   "SELECT id FROM festival WHERE award LIKE 'Le", "SELECT id FROM festival WHERE award = 'Best S",
+                   "SELECT id FROM festival WHERE volume > 1", "SELECT id FROM festival WHERE volume > 11."):
+        state = c.check(prefix)
+        assert state is not None, prefix
+        rest = c.completion(state)
+        assert rest is not None and c.accepts(prefix + rest), (prefix, rest)

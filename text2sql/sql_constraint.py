@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from decimal import Decimal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -307,19 +308,24 @@ class ValueSource:
             return False
         if text.startswith("0") and len(text) > 1 and text[1] != ".":
             return False
+        # the numbers `text` can still become, [lo, top] (exact decimals: 2.99 < 3, no float rounding), meet the
+        # column's range: "2" with a range [3, 6] is no prefix (2.99 at most), a dead end before
+        step = Decimal(1).scaleb(-MAX_DECIMALS)
         if "." in text:  # a number from the column's range has at most 2 decimals (no runaway 21.069696...)
-            if len(text) - text.index(".") - 1 > MAX_DECIMALS:
+            d = len(text) - text.index(".") - 1
+            if d > MAX_DECIMALS:
                 return False
-            lo = float(text.rstrip(".") or 0)
-            return lo <= values.high and lo + 10 ** -(len(text) - text.index(".") - 1) > values.low
+            lo = Decimal(text.rstrip(".") or "0")
+            top = lo + Decimal(1).scaleb(-d) - step if d < MAX_DECIMALS else lo
+            return lo <= values.high and top >= values.low
         p = int(text)
-        if p == 0:  # "0" can only become 0 or 0.xxx (no leading zeros)
-            return values.low < 1 and values.high >= 0
-        for k in range(0, 16):  # p followed by k more digits: [p*10^k, (p+1)*10^k - 1] (or p.xxx when k = 0)
-            lo, hi = p * 10 ** k, (p + 1) * 10 ** k - (1 if k else 0)
+        if p == 0:  # "0" can only become 0 or 0.xx (no leading zeros)
+            return values.low <= 1 - step and values.high >= 0
+        for k in range(0, 16):  # p followed by k more digits, and decimals: [p*10^k, (p+1)*10^k - 0.01]
+            lo, top = p * 10 ** k, (p + 1) * 10 ** k - step
             if lo > values.high:
                 return False
-            if hi >= values.low:
+            if top >= values.low:
                 return True
         return False
 
@@ -1418,7 +1424,7 @@ class SQLPrefixChecker:
             rest = piece + rest
             if self._completions.get(st) is None or len(self._completions[st]) > len(rest):
                 self._completions[st] = rest
-        return self._completions[state]
+        return self._completions.setdefault(state, rest)
 
     def spell(self, word: str) -> str:
         """The one spelling the completer writes a lower-case word in (upper-case keywords and aliases)."""
@@ -1456,17 +1462,20 @@ class SQLPrefixChecker:
                     out.append("%" + quote)
                 else:  # ...and any stored value it may still become (the question need not write it)
                     out += [t[len(c):] + quote for t in self.values.stored_completions(spec, c)]
+            ends = [quote]
+            if "%" in c:  # a LIKE pattern: its last piece grows as a word of the question, then % or the quote
+                c, q, ends = c.rpartition("%")[2].lower(), self.values.question_lower, [quote, "%" + quote]
             if not c:
-                out += [w + quote for w in sorted(dict.fromkeys(re.findall(r"[A-Za-z0-9]+", q)), key=len)[:4]]
-            if "%" in c:  # a LIKE pattern: its last piece grows as a word of the question
-                c, q = c.rpartition("%")[2], self.values.question_lower
-            i = q.find(c) if c else -1
-            while i >= 0 and len(out) < 4:
+                out += [w + e for w in sorted(dict.fromkeys(re.findall(r"[A-Za-z0-9]+", q)), key=len)[:4]
+                        for e in ends]
+            i, grown = (q.find(c) if c else -1), 0
+            while i >= 0 and grown < 3:  # (spans start at a word)
                 j = i + len(c)
                 while j < len(q) and q[j].isalnum():
                     j += 1
-                if j > i + len(c):
-                    out.append(q[i + len(c):j] + quote)
+                if j > i + len(c) and (i == 0 or not q[i - 1].isalnum() or not c[:1].isalnum()):
+                    out += [q[i + len(c):j] + e for e in ends]
+                    grown += 1
                 i = q.find(c, i + 1)
             return [(p, "") for p in out]
         lead = "" if mode == SPACE or buf else " "
@@ -1476,7 +1485,12 @@ class SQLPrefixChecker:
         words = [w for w in opts.words if w not in _NOT_FOR_COMPLETION]
         # qualifiers the SQL already used (T9.x needs a T9 in some FROM) before other words of a length
         used = {x.rpartition(".")[0] for kind, x in self._lexemes[pid] if kind == "w" and "." in x}
-        words.sort(key=lambda w: (w not in ("from", "by", "null"), len(w), w not in used, w))
+        # ...and tables by how many of the column names written so far they have (FROM the table the SELECT
+        # list needs, not the first of the schema joined on to it)
+        named = {x.rpartition(".")[2] for kind, x in self._lexemes[pid] if kind == "w"}
+        cols = self.index.columns
+        words.sort(key=lambda w: (w not in ("from", "by", "null"), -len(named.intersection(cols.get(w, ()))),
+                                  len(w), w not in used, w))
         out += [lead + self.spell(w) for w in words[:2]]
         if opts.numbers:
             out += [lead + n for n in numbers[:3]]
@@ -1576,13 +1590,16 @@ class SQLConstraint:
     leads to has a completion (SQLPrefixChecker.completion, spelled in tokens) that still fits, counting
     the <|end|>; the first token of the current state's completion always fits, since each state on a
     completion's path remembers the rest of it. So a decode never runs out of steps inside a query.
-    (Earlier too, from a checkpoint whose completion was already long: _left.)"""
+    (Earlier too, from a checkpoint whose completion was already long: _left.) The window is 64 steps: one
+    token can lengthen the completion by 60 (a SELECT-list column that needs four JOIN ... ON), which
+    random walks on Spider's databases did inside a window of 40 and ran out of steps. Checking costs
+    about 0.2 ms a token more (Spider's gold, tagged, under the budget from its first token)."""
 
     CHECKPOINTS = 5
     CHECK_EVERY = 8
 
     def __init__(self, tokenizer, schema: Schema, question: str = "", db_path: str | Path | None = None,
-                 end_id: int | None = None, max_tokens: int | None = None, window: int = 40, real_names=None,
+                 end_id: int | None = None, max_tokens: int | None = None, window: int = 64, real_names=None,
                  exact_case: bool = True, question_decides: bool = False):
         from text2sql.prompt import SQL_END_TOKEN, special_token_ids
 

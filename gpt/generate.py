@@ -6,8 +6,13 @@ constraint enforces (a grammar, a schema: that lives in the floor that owns the 
 mask. Ids past the tokenizer's vocabulary (`n_vocab`: the embedding is padded past it) are never produced.
 
     generate_ids(model, prompt, ...)        one continuation of one prompt, streamed to a callback
-    decode_batch(model, prompts, ...)       greedy / sampled continuations of equal-length prompts
+    decode_batch(model, prompts, ...)       greedy / sampled continuations of a batch of prompts
     beam_search(model, prompts, width, ...) the `width` best continuations of each prompt
+
+Prompts of different lengths are left-padded to the longest (`left_pad`): the KV cache knows each row's
+padding (KVCache.pad), so every row gets the positions and attention it would get alone, and decodes the
+same ids (within fp32 rounding: tests/test_padded_decoding.py). A padded row ends when its own context
+is full (block_size minus its length tokens); an unpadded batch (one length) runs as before.
 
 Beam search keeps `width` live hypotheses per prompt; every step each one is extended by every allowed id,
 the `width` best by summed log-probability survive (a hypothesis ending in a stop id is set aside as
@@ -59,6 +64,24 @@ def _autocast(device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def left_pad(prompts: Sequence[Sequence[int]], device, block_size: int, pad_id: int = 0):
+    """(ids (B, longest), pad) for non-empty prompts: each prompt right-aligned after pad[r] copies of
+    pad_id (any id: padding is masked out). pad is None when the prompts share one length (the unpadded
+    path: the causal attention kernel, no mask). Padded prompts must be shorter than block_size."""
+    lengths = [len(p) for p in prompts]
+    if not prompts or min(lengths) == 0:
+        raise ValueError("decoding needs at least one prompt and no empty prompt")
+    longest = max(lengths)
+    if len(set(lengths)) == 1:
+        return torch.tensor([list(p) for p in prompts], dtype=torch.long, device=device), None
+    if longest >= block_size:
+        raise ValueError(f"prompts of different lengths are padded and must be shorter than block_size "
+                         f"({block_size}); got one of {longest} tokens: decode it alone, or cut it")
+    rows = [[pad_id] * (longest - n) + list(p) for p, n in zip(prompts, lengths)]
+    pad = torch.tensor([longest - n for n in lengths], dtype=torch.long, device=device)
+    return torch.tensor(rows, dtype=torch.long, device=device), pad
+
+
 @torch.no_grad()
 def generate_ids(model: GPT, prompt_ids: list[int], max_new_tokens: int, temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None, stop_ids: Collection[int] = (),
@@ -90,19 +113,24 @@ def decode_batch(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: i
                  stop_ids: Collection[int] = (), generator=None, n_vocab: int | None = None,
                  constraint: Constraint | None = None, top_k: int | None = None,
                  top_p: float | None = None) -> list[list[int]]:
-    """Greedy (temperature 0) or sampled continuations of prompts of one length, each cut before its stop id."""
-    if not prompts or len({len(p) for p in prompts}) != 1 or not prompts[0]:
-        raise ValueError("decode_batch needs non-empty prompts of one length (the model has no padding mask)")
+    """Greedy (temperature 0) or sampled continuations of prompts, each cut before its stop id.
+
+    Prompts of different lengths are left-padded: row r then adds at most block_size - len(prompt r)
+    tokens (an unpadded batch slides its window instead, GPT.generate). Greedy ids per prompt are those
+    of the prompt decoded alone with max_new_tokens <= block_size - its length."""
     device = next(model.parameters()).device
-    idx = torch.tensor([list(p) for p in prompts], dtype=torch.long, device=device)
+    block = model.config.block_size
+    idx, pad = left_pad(prompts, device, block)
+    # a padded row's last tokens after its context is full are repeats (GPT.generate): cut them here
+    budget = [max_new_tokens if pad is None else min(max_new_tokens, block - len(p)) for p in prompts]
     stop = set(stop_ids)
     rows: list[list[int]] = [[] for _ in prompts]
     ended = [False] * len(prompts)
     with _autocast(device):
-        for tok in model.generate(idx, max_new_tokens, temperature, top_k, top_p, stop, generator,
-                                  n_vocab=n_vocab, constraint=constraint):
+        for step, tok in enumerate(model.generate(idx, max_new_tokens, temperature, top_k, top_p, stop, generator,
+                                                  n_vocab=n_vocab, constraint=constraint, pad=pad)):
             for r, t in enumerate(tok[:, 0].tolist()):
-                if ended[r]:
+                if ended[r] or step >= budget[r]:
                     continue
                 if t in stop:
                     ended[r] = True
@@ -123,7 +151,9 @@ class Hypothesis:
 def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_new_tokens: int,
                 stop_ids: Collection[int], n_vocab: int | None = None, constraint: Constraint | None = None,
                 length_penalty: float = 1.0, early_stop: bool = False) -> list[list[Hypothesis]]:
-    """The best `width` hypotheses of each prompt (prompts of one length), best first.
+    """The best `width` hypotheses of each prompt, best first. Each prompt adds at most
+    min(max_new_tokens, block_size - its length) tokens; prompts of different lengths are left-padded
+    and each gets the hypotheses it would get alone.
 
     A prompt is done when it has `width` finished hypotheses. With early_stop, also as soon as its best
     finished hypothesis scores at least what every live beam would if it ended at the next step at no
@@ -140,18 +170,17 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
     so reordering the cache copies only the generated positions."""
     if width < 1:
         raise ValueError(f"beam width must be >= 1, got {width}")
-    if not prompts or len({len(p) for p in prompts}) != 1 or not prompts[0]:
-        raise ValueError("beam_search needs non-empty prompts of one length (the model has no padding mask)")
     stop = sorted(set(stop_ids))
     if not stop:
         raise ValueError("beam_search needs at least one stop id")
     device = next(model.parameters()).device
-    B, k, T = len(prompts), width, len(prompts[0])
-    if T + max_new_tokens > model.config.block_size:
-        max_new_tokens = model.config.block_size - T
+    block = model.config.block_size
+    idx, pad = left_pad(prompts, device, block)
+    B, k, T = len(prompts), width, idx.shape[1]  # T: the (padded) prompt length, shared by every row
+    budget = [min(max_new_tokens, block - len(p)) for p in prompts]  # steps each prompt may take
+    max_new_tokens = max(budget)
     stop_set = set(stop)
-    idx = torch.tensor([list(p) for p in prompts], dtype=torch.long, device=device)
-    cache = KVCache(model.config, B, T + max(max_new_tokens, 1), device)
+    cache = KVCache(model.config, B, T + max(max_new_tokens, 1), device, pad=pad)
     with _autocast(device):
         logits = model(idx, cache=cache)[:, -1, :]
     rows = torch.arange(B, device=device).repeat_interleave(k)
@@ -163,7 +192,8 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
     scores = [[0.0] + [NEG] * (k - 1) for _ in range(B)]
     beams: list[list[int]] = [[] for _ in range(B * k)]
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    done = [False] * B
+    done = [False] * B   # finished: `width` finished hypotheses, none left, or early_stop
+    ended = [False] * B  # done, or out of steps (its live beams are its unfinished answers)
     lazy = constraint is not None and hasattr(constraint, "allows")
     active = list(range(B))  # the prompts still decoding; cache and logits rows: active[a] at a * k + j
     for step in range(max_new_tokens):
@@ -189,7 +219,8 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
             slots += [(0, stop[0])] * (k - len(slots))  # a dead slot copies beam 0 of its own prompt
             beams[b * k:(b + 1) * k] = [old[j] + [t] for j, t in slots]
             scores[b] = new_scores
-            if not done[b]:
+            ended[b] = done[b] or step == budget[b] - 1
+            if not ended[b]:
                 src += [a * k + j for j, _ in slots]
                 tok += [t for _, t in slots]
         if not src or step == max_new_tokens - 1:
@@ -197,7 +228,7 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
         index = torch.tensor(src, dtype=torch.long, device=device)
         if len(src) < len(active) * k:  # prompts finished: drop their rows (one full copy of the cache)
             cache.reorder(index)
-            active = [b for b in active if not done[b]]
+            active = [b for b in active if not ended[b]]
         elif src != list(range(len(src))):
             _reorder_generated(cache, index, T)
         with _autocast(device):

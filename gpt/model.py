@@ -73,14 +73,24 @@ class KVCache:
     """Keys and values of the tokens seen so far, preallocated for `max_len` positions, per layer.
 
     The buffers take the dtype of the first keys stored (bf16 under autocast, else the weights'), so the
-    cached and the new keys always match in dtype."""
+    cached and the new keys always match in dtype.
 
-    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device):
+    pad: (batch_size,) left padding per row, for prompts of different lengths decoded together: row r's
+    first pad[r] cache slots hold padding, its tokens start at slot pad[r]. Every row then gets the
+    positions and the attention it would get alone (GPT.hidden_states, attention_mask). None: no padding,
+    every slot is a token (the path training and equal-length decoding take)."""
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device, pad: torch.Tensor | None = None):
         head_dim = config.n_embd // config.n_head
         self.shape = (config.n_layer, batch_size, config.n_head, max_len, head_dim)
         self.device = device
         self.k = self.v = None
         self.length = 0  # positions filled
+        if pad is not None:
+            pad = torch.as_tensor(pad, dtype=torch.long, device=device)
+            if pad.shape != (batch_size,) or bool((pad < 0).any()):
+                raise ValueError(f"pad must hold one non-negative count per row ({batch_size}), got {tuple(pad.shape)}")
+        self.pad = pad
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Store k, v (B, H, t, D) after the cached ones; return all keys and values so far."""
@@ -94,6 +104,15 @@ class KVCache:
         self.v[layer, :, :, start:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    def attention_mask(self, t: int) -> torch.Tensor:
+        """(B, 1, t, length + t) bool, True where query i (slot length + i) may see key slot j: the causal
+        rule (j <= length + i) and not padding (j >= pad[row]). A padding query also sees itself: a row
+        with every key masked would make the softmax 0/0 = NaN; its output is never used."""
+        i = torch.arange(self.length, self.length + t, device=self.device)[:, None]
+        j = torch.arange(self.length + t, device=self.device)[None, :]
+        visible = (j <= i) & (j >= self.pad[:, None, None])
+        return (visible | (j == i))[:, None]
+
     def reorder(self, index: torch.Tensor):
         """Keep row index[i] of the cache as row i (beam search: beams that survive a step take the keys and
         values of the beam they extend; a row may be copied several times or dropped)."""
@@ -101,6 +120,8 @@ class KVCache:
         if self.k is not None:
             self.k = self.k.index_select(1, index)
             self.v = self.v.index_select(1, index)
+        if self.pad is not None:
+            self.pad = self.pad.index_select(0, index.to(self.pad.device))
 
 
 class CausalSelfAttention(nn.Module):
@@ -111,13 +132,18 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, attn_mask: torch.Tensor | None = None):
+        """attn_mask: (B, 1, T, keys) bool from KVCache.attention_mask, given only when the cache rows are
+        left-padded; otherwise the causal kernel runs (training, and decoding prompts of one length)."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if cache is not None:  # decoding: attend to everything cached (the mask aligns to the end)
             k, v = cache.append(layer, k, v)
-        y = kernels.attention(q, k, v, causal=True)
+        if attn_mask is None:
+            y = kernels.attention(q, k, v, causal=True)
+        else:  # padded rows: the causal kernel has no per-row mask, so PyTorch's attention takes one
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.dropout(self.proj(y))
 
@@ -168,15 +194,26 @@ class GPT(nn.Module):
     def hidden_states(self, idx, cache: KVCache | None = None):
         """The final LayerNorm's output (B, T, n_embd) for token ids idx (B, T)."""
         B, T = idx.shape
+        block_size = self.config.block_size
         start = cache.length if cache is not None else 0
-        if start + T > self.config.block_size:
-            raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
+        pad = cache.pad if cache is not None else None
         pos = torch.arange(start, start + T, device=idx.device)
+        mask = None
+        if pad is None:
+            if start + T > block_size:
+                raise ValueError(f"sequence of {start + T} tokens is longer than block_size {block_size}")
+        else:
+            # Left-padded rows: row r's tokens start at slot pad[r], so its positions are the slots minus
+            # pad[r], exactly those it would have alone. Padding slots would get negative positions: they
+            # take 0 (the mask hides them anyway). The top clamp only touches rows that have ended (generate
+            # keeps computing them until every row is done): callers stop each row at its own block_size.
+            pos = (pos[None, :] - pad[:, None]).clamp(0, block_size - 1)
+            mask = cache.attention_mask(T)
         h = self.drop(self.wte(idx) + self.wpe(pos))
         y = self.blocks[0].ln_1(h)
         for i, block in enumerate(self.blocks):
             # h is the residual stream, y the normalised input of the next sublayer.
-            y, h = block.ln_2(block.attn(y, cache, i), residual=h)            # h += attn; y = LN2(h)
+            y, h = block.ln_2(block.attn(y, cache, i, mask), residual=h)      # h += attn; y = LN2(h)
             next_ln = self.blocks[i + 1].ln_1 if i + 1 < len(self.blocks) else self.ln_f
             y, h = next_ln(block.mlp(y), residual=h)                          # h += mlp; y = next LN(h)
         if cache is not None:
@@ -210,18 +247,34 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, stop_ids=(), generator=None, n_vocab: int | None = None,
-                 constraint=None):
+                 constraint=None, pad=None):
         """Sample up to max_new_tokens continuations of idx (B, T) with a KV cache; yields each new
         (B, 1) token as it is drawn. A row that has produced one of stop_ids keeps repeating it; the
         generator returns when every row has stopped.
 
         n_vocab: ids >= n_vocab (the padding of the embedding past the tokenizer's vocabulary) are never
         drawn. constraint: an object with allowed_ids(row, generated) -> ids or None (gpt/generate.py's
-        Constraint); only those ids may follow. A row the constraint leaves no id stops (with stop_ids[0])."""
+        Constraint); only those ids may follow. A row the constraint leaves no id stops (with stop_ids[0]).
+
+        pad: (B,) left padding of prompts of different lengths (row r's prompt is idx[r, pad[r]:], each
+        shorter than block_size). Each row then ends when its own context is full (after block_size minus
+        its length tokens, if fewer than max_new_tokens) and repeats its last token from then on; without
+        pad, a full context restarts on the last half of the window instead."""
         B = idx.shape[0]
         block = self.config.block_size
-        idx = idx[:, -block:]
-        cache = KVCache(self.config, B, block, idx.device)
+        budget = None
+        if pad is None:
+            idx = idx[:, -block:]
+            cache = KVCache(self.config, B, block, idx.device)
+        else:
+            pad = torch.as_tensor(pad, dtype=torch.long, device=idx.device)
+            lengths = idx.shape[1] - pad
+            if bool((lengths >= block).any()) or bool((lengths < 1).any()):
+                raise ValueError(f"padded prompts must hold 1 to {block - 1} tokens (block_size {block}), "
+                                 f"got {lengths.tolist()}")
+            budget = (block - lengths).clamp(max=max_new_tokens)  # tokens each row may add
+            max_new_tokens = min(max_new_tokens, int(budget.max()))
+            cache = KVCache(self.config, B, idx.shape[1] + max_new_tokens, idx.device, pad=pad)
         logits = self(idx, cache=cache)
         stop_list = sorted(set(stop_ids))
         stop = torch.tensor(stop_list, dtype=torch.long, device=idx.device)
@@ -229,13 +282,19 @@ class GPT(nn.Module):
         stopped_with = torch.zeros(B, 1, dtype=torch.long, device=idx.device)
         generated: list[list[int]] = [[] for _ in range(B)]
         history = idx
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
+            if budget is not None:  # rows whose context is full end here
+                full = ~done & (budget <= step)
+                stopped_with = torch.where(full[:, None], history[:, -1:], stopped_with)
+                done |= full
+                if bool(done.all()):
+                    return
             step_logits = mask_logits(logits[:, -1, :], n_vocab, constraint, generated,
                                       stop_list[0] if stop_list else None, done.tolist(),
                                       need=1 if temperature <= 0 else None)
             nxt = sample_next(step_logits, temperature, top_k, top_p, generator)
+            nxt = torch.where(done[:, None], stopped_with, nxt)  # (done stays all False without stops or pad)
             if stop.numel():
-                nxt = torch.where(done[:, None], stopped_with, nxt)
                 newly = ~done & torch.isin(nxt[:, 0], stop)
                 stopped_with = torch.where(newly[:, None], nxt, stopped_with)
                 done |= newly
@@ -243,10 +302,12 @@ class GPT(nn.Module):
                 for r, t in enumerate(nxt[:, 0].tolist()):
                     generated[r].append(t)
             yield nxt
-            if stop.numel() and bool(done.all()):
+            if bool(done.all()):
                 return
             history = torch.cat([history, nxt], dim=1)
-            if cache.length == block:  # context full: restart the cache on the last half of the window
+            if budget is not None and step == max_new_tokens - 1:
+                return  # every row is out of steps: no forward for a token that will not be drawn
+            if budget is None and cache.length == block:  # context full: restart on the last half of the window
                 cache = KVCache(self.config, B, block, idx.device)
                 logits = self(history[:, -(block // 2):], cache=cache)
             else:

@@ -1,4 +1,5 @@
 """gpt/generate.py: greedy, sampling and beam search with a constraint hook, on a random tiny GPT.
+(Prompts of different lengths, left-padded: tests/test_padded_decoding.py.)
 
 Beam search of width 1 is greedy; beam hypotheses' log-probabilities equal a cache-free recomputation (the
 KV cache rows follow their beams); a constraint is obeyed by every mode; padded vocabulary ids (model vocab
@@ -187,9 +188,22 @@ def test_kv_cache_reorder_copies_and_drops_rows():
     assert torch.equal(cache.v[0, 1, :, :3], -k[1])
 
 
-def test_errors_are_value_errors(model):
+def test_kv_cache_reorder_carries_pad():
+    """Beam search copies and drops cache rows: each row's left padding must follow its keys and values."""
+    cfg = GPTConfig(n_layer=1, n_head=1, n_embd=4, block_size=8, vocab_size=16)
+    cache = KVCache(cfg, 3, 8, "cpu", pad=torch.tensor([0, 2, 5]))
+    cache.reorder(torch.tensor([2, 2, 0, 1]))
+    assert cache.pad.tolist() == [5, 5, 0, 2] and cache.shape[1] == 4
+    assert KVCache(cfg, 2, 8, "cpu").pad is None  # no padding: the unpadded path
     with pytest.raises(ValueError):
-        beam_search(model, [[1, 2], [3]], 2, 4, {STOP})
+        KVCache(cfg, 2, 8, "cpu", pad=torch.tensor([0, 1, 2]))
+
+
+def test_errors_are_value_errors(model):
+    with pytest.raises(ValueError):  # an empty prompt
+        beam_search(model, [[1, 2], []], 2, 4, {STOP})
+    with pytest.raises(ValueError):  # padded prompts must leave room in the context
+        decode_batch(model, [[11] * 64, [12] * 3], 4, 0.0, {STOP})
     with pytest.raises(ValueError):
         beam_search(model, [[1, 2]], 0, 4, {STOP})
     with pytest.raises(ValueError):

@@ -1,0 +1,171 @@
+"""Prompts of different lengths decoded in one batch, left-padded (gpt/model.py KVCache.pad, gpt/generate.py
+left_pad, text2sql/decoding.py length_sorted_batches): every prompt gets what it gets decoded alone.
+
+Logits are compared within a tolerance from an error model of floating-point rounding (rounding_tolerance);
+the same comparison in fp64 leaves rounding out, and a mask that lets padding through must fail it. Greedy
+and beam search (with a per-row constraint, and rows whose context fills before max_new_tokens) must give
+the same ids; decode_sql_batch the same SQL as batch_size=1."""
+import pytest
+import torch
+
+from gpt.generate import PerRowConstraint, beam_search, decode_batch, left_pad
+from gpt.model import GPT, GPTConfig, KVCache
+
+VOCAB, N_VOCAB, BLOCK = 128, 100, 64
+STOP = 7
+
+
+def make_model(dtype=torch.float32, seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=BLOCK, vocab_size=VOCAB)).to(dtype).eval()
+
+
+def random_prompts(lengths, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(10, N_VOCAB, (n,), generator=g).tolist() for n in lengths]
+
+
+def rounding_tolerance(model, y, keys):
+    """How far two evaluations of the same logits may drift apart by rounding alone (an error model, not a
+    proof). A dot product of n terms rounded at unit roundoff u is off by at most gamma_n * sum |a_i b_i|,
+    gamma_n = n u / (1 - n u). Errors made earlier reach a logit through the same sums, so n counts every
+    reduction on the way from the embedding to a logit: per layer the two LayerNorms (mean and variance,
+    2C each), q/k/v (C), q.k (head dim), the softmax's sum and p.v (`keys` each), attn.proj (C), mlp.fc (C),
+    mlp.proj (4C); then ln_f (2C) and the head (C). The scale is the head's sum |y| . |w| (y the final
+    LayerNorm's output); padded and alone both round, hence 2x."""
+    cfg = model.config
+    C, D = cfg.n_embd, cfg.n_embd // cfg.n_head
+    n = cfg.n_layer * (2 * C + C + D + 2 * keys + C + 2 * C + C + 4 * C) + 3 * C
+    u = torch.finfo(y.dtype).eps / 2
+    gamma = n * u / (1 - n * u)
+    scale = (y.abs() @ model.wte.weight.abs().t()).max().item()
+    return 2 * gamma * scale
+
+
+def padded_and_alone_logits(model, prompts, steps, seed):
+    """Logits of every real position: the prompts left-padded in one batch, then `steps` tokens fed one
+    at a time through the padded cache; and each prompt alone through its own cache. Also the tolerance."""
+    g = torch.Generator().manual_seed(seed + 1)
+    fed = torch.randint(10, N_VOCAB, (len(prompts), steps), generator=g)
+    idx, pad = left_pad(prompts, "cpu", BLOCK)
+    assert pad is not None
+    cache = KVCache(model.config, len(prompts), idx.shape[1] + steps, "cpu", pad=pad)
+    ys = [model.hidden_states(idx, cache)] + [model.hidden_states(fed[:, s:s + 1], cache) for s in range(steps)]
+    y_padded = torch.cat(ys, dim=1)
+    padded, alone, tol = [], [], 0.0
+    for r, p in enumerate(prompts):
+        c = KVCache(model.config, 1, len(p) + steps, "cpu")  # no pad: the kernels.attention path
+        ys = [model.hidden_states(torch.tensor([p]), c)] + [model.hidden_states(fed[r:r + 1, s:s + 1], c)
+                                                            for s in range(steps)]
+        y_alone = torch.cat(ys, dim=1)[0]
+        alone.append(y_alone @ model.wte.weight.t())
+        padded.append(y_padded[r, int(pad[r]):] @ model.wte.weight.t())
+        tol = max(tol, rounding_tolerance(model, y_alone, idx.shape[1] + steps))
+    return padded, alone, tol
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_padded_logits_equal_each_prompt_alone(dtype):
+    model = make_model(dtype)
+    prompts = random_prompts([23, 5, 40, 17, 40, 1], seed=7)
+    with torch.no_grad():
+        padded, alone, tol = padded_and_alone_logits(model, prompts, steps=6, seed=3)
+    for p, a in zip(padded, alone):
+        assert p.shape == a.shape
+        assert (p - a).abs().max().item() <= tol, ((p - a).abs().max().item(), tol)
+
+
+def test_the_tolerance_catches_padding_that_leaks(monkeypatch):
+    """A mask that forgets the padding (every slot visible, causally) moves the logits far past the
+    tolerance: the test above can fail."""
+    model = make_model()
+    prompts = random_prompts([23, 5, 40], seed=11)
+
+    def causal_only(self, t):
+        i = torch.arange(self.length, self.length + t)[:, None]
+        j = torch.arange(self.length + t)[None, :]
+        return (j <= i).expand(self.pad.shape[0], 1, t, self.length + t)
+
+    monkeypatch.setattr(KVCache, "attention_mask", causal_only)
+    with torch.no_grad():
+        padded, alone, tol = padded_and_alone_logits(model, prompts, steps=3, seed=3)
+    assert (padded[0] - alone[0]).abs().max().item() > 100 * tol  # row 0 is padded by 17 slots
+    assert (padded[2] - alone[2]).abs().max().item() <= tol       # row 2 is not padded
+
+
+def test_padding_queries_give_no_nan():
+    """A padding query sees no real key; it must see some key (itself), or a softmax over nothing is 0/0.
+    (PyTorch's CPU attention happens to return 0 for such a row; a plain masked softmax gives NaN.)"""
+    model = make_model()
+    idx, pad = left_pad(random_prompts([30, 2], seed=5), "cpu", BLOCK)
+    cache = KVCache(model.config, 2, idx.shape[1], "cpu", pad=pad)
+    mask = cache.attention_mask(idx.shape[1])
+    assert mask.any(dim=-1).all()
+    scores = torch.randn(mask.shape).masked_fill(~mask, float("-inf"))
+    assert torch.isfinite(torch.softmax(scores, dim=-1)).all()
+    with torch.no_grad():
+        y = model.hidden_states(idx, cache)
+    assert torch.isfinite(y).all()
+
+
+class ResidueRow:
+    """One row's toy allowed set: ids = `residue` mod 3 (and the stop id once `after` ids were written)."""
+
+    def __init__(self, residue, after):
+        self.residue, self.after = residue, after
+
+    def allowed_ids(self, generated):
+        ids = [i for i in range(10, N_VOCAB) if i % 3 == self.residue]
+        return ids + [STOP] if len(generated) >= self.after else ids
+
+    def allows(self, generated, token):
+        return token in self.allowed_ids(generated)
+
+
+# the 60-token prompt has room for 4 new tokens only (block 64): its row ends before the others
+LENGTHS = [9, 3, 20, 14, 60, 20]
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_greedy_padded_batch_equals_each_prompt_alone(constrained):
+    model = make_model()
+    prompts = random_prompts(LENGTHS, seed=21)
+    rows = [ResidueRow(r % 3, 2 + r % 4) for r in range(len(prompts))]
+    con = PerRowConstraint(rows) if constrained else None
+    together = decode_batch(model, prompts, 12, 0.0, {STOP}, n_vocab=N_VOCAB, constraint=con)
+    alone = [decode_batch(model, [p], min(12, BLOCK - len(p)), 0.0, {STOP}, n_vocab=N_VOCAB,
+                          constraint=PerRowConstraint([rows[r]]) if constrained else None)[0]
+             for r, p in enumerate(prompts)]
+    assert together == alone, together
+    assert len(together[4]) <= BLOCK - 60
+    assert any(len(ids) > BLOCK - 60 for ids in together), "some row should outlast the 60-token prompt's"
+
+
+@pytest.mark.parametrize("early_stop", [False, True])
+def test_beam_search_padded_batch_equals_each_prompt_alone(early_stop):
+    model = make_model()
+    prompts = random_prompts(LENGTHS, seed=22)
+    rows = [ResidueRow(r % 3, 2 + r % 4) for r in range(len(prompts))]
+    together = beam_search(model, prompts, 3, 12, {STOP}, n_vocab=N_VOCAB, constraint=PerRowConstraint(rows),
+                           early_stop=early_stop)
+    alone = [beam_search(model, [p], 3, 12, {STOP}, n_vocab=N_VOCAB, constraint=PerRowConstraint([rows[r]]),
+                         early_stop=early_stop)[0] for r, p in enumerate(prompts)]
+    for hs, ha in zip(together, alone):
+        assert [(h.ids, h.finished) for h in hs] == [(h.ids, h.finished) for h in ha]
+        # fp32 rounding only (see rounding_tolerance: these sums are of a few log-probabilities)
+        assert [h.logprob for h in hs] == pytest.approx([h.logprob for h in ha], abs=1e-4)
+    assert all(len(h.ids) <= BLOCK - 60 for h in together[4])
+
+
+def test_unpadded_batches_take_the_causal_kernel(monkeypatch):
+    """Prompts of one length build no mask (training and equal-length decoding run as before)."""
+    model = make_model()
+
+    def no_mask(self, t):
+        raise AssertionError("an unpadded batch asked for a padding mask")
+
+    monkeypatch.setattr(KVCache, "attention_mask", no_mask)
+    prompts = random_prompts([8, 8, 8], seed=4)
+    assert left_pad(prompts, "cpu", BLOCK)[1] is None
+    decode_batch(model, prompts, 5, 0.0, {STOP}, n_vocab=N_VOCAB)
+    beam_search(model, prompts, 2, 5, {STOP}, n_vocab=N_VOCAB)

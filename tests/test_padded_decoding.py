@@ -5,6 +5,8 @@ Logits are compared within a tolerance from an error model of floating-point rou
 the same comparison in fp64 leaves rounding out, and a mask that lets padding through must fail it. Greedy
 and beam search (with a per-row constraint, and rows whose context fills before max_new_tokens) must give
 the same ids; decode_sql_batch the same SQL as batch_size=1."""
+import sqlite3
+
 import pytest
 import torch
 
@@ -169,3 +171,78 @@ def test_unpadded_batches_take_the_causal_kernel(monkeypatch):
     assert left_pad(prompts, "cpu", BLOCK)[1] is None
     decode_batch(model, prompts, 5, 0.0, {STOP}, n_vocab=N_VOCAB)
     beam_search(model, prompts, 2, 5, {STOP}, n_vocab=N_VOCAB)
+
+
+# ---- text2sql/decoding.py: batches of similar length
+
+
+def test_length_sorted_batches_bound_the_padding():
+    from text2sql.decoding import length_sorted_batches
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(20, 420, (300,), generator=g).tolist() + [5, 6, 400]
+    batches = list(length_sorted_batches(lengths, 8, max_pad_fraction=0.25))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        longest = max(lengths[i] for i in b)
+        assert 1 <= len(b) <= 8 and longest - min(lengths[i] for i in b) <= 0.25 * longest
+    assert [lengths[b[0]] for b in batches] == sorted(lengths[b[0]] for b in batches)  # shortest first
+    assert sum(len(b) for b in batches) / len(batches) > 7  # dense lengths: nearly full batches
+
+
+@pytest.fixture(scope="module")
+def sql_setup(tmp_path_factory):
+    from gpt.tokenizer import Tokenizer
+    from text2sql.prompt import SPECIAL_TOKENS
+    from text2sql.schema import read_schema
+
+    db = tmp_path_factory.mktemp("padded") / "db.sqlite"
+    conn = sqlite3.connect(db)
+    conn.executescript("""
+        CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INT);
+        CREATE TABLE concert (id INTEGER PRIMARY KEY, singer_id INT, venue TEXT, year INT);
+        INSERT INTO singer VALUES (1, 'Ann', 'France', 31), (2, 'Bo', 'Chile', 45), (3, 'Cy', 'Japan', 27);
+        INSERT INTO concert VALUES (1, 1, 'Arena', 2019), (2, 3, 'Dome', 2021);
+    """)
+    conn.commit()
+    conn.close()
+    schema = read_schema(db)
+    questions = ["How many singers are there?",
+                 "What are the names of the singers from France, listed by their age from the oldest down?",
+                 "Which venue hosted a concert in 2021?",
+                 "Names of singers older than 30",
+                 "For every singer from Chile or Japan, what is the venue and the year of each of their concerts, "
+                 "and how old were they?",
+                 "Count concerts"]
+    tok = Tokenizer.train([schema.to_text()] * 20 + questions * 20 + [
+        "SELECT name FROM singer WHERE country = 'France' ORDER BY age DESC",
+        "SELECT COUNT(*) FROM concert WHERE year = 2021"] * 20, 400, SPECIAL_TOKENS)
+    return db, schema, questions, tok
+
+
+@pytest.mark.parametrize("mode", ["greedy", "constrained", "beam+exec"])
+def test_decode_sql_batch_on_mixed_lengths_equals_batch_size_one(sql_setup, mode, monkeypatch):
+    import text2sql.decoding as decoding
+    from text2sql.decoding import SQLContext, decode_sql_batch
+    from text2sql.prompt import fit_and_encode_prompt, special_token_ids
+
+    db, schema, questions, tok = sql_setup
+    block, max_sql, max_new = 96, 24, 40
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=block, vocab_size=512)).eval()
+    with torch.no_grad():  # control tokens (every one ends the SQL) get logit 0: unconstrained greedy writes text
+        model.wte.weight[sorted(special_token_ids(tok).values())] = 0.0
+    prompts = [fit_and_encode_prompt(tok, schema, q, block, max_sql, db) for q in questions]
+    contexts = [SQLContext(schema, q, db) for q in questions]
+    lengths = [len(p) for p in prompts]
+    assert len(set(lengths)) >= 4 and any(block - n < max_new for n in lengths), lengths  # some budgets bind
+
+    seen = []
+    for name in ("beam_search", "decode_batch"):
+        real = getattr(decoding, name)
+        monkeypatch.setattr(decoding, name, lambda m, ps, *a, _real=real, **k: seen.append(
+            [len(p) for p in ps]) or _real(m, ps, *a, **k))
+    together = decode_sql_batch(model, tok, prompts, contexts, mode, max_new, beam_width=2, batch_size=32)
+    assert any(len(set(b)) > 1 for b in seen), seen  # some batch mixed lengths
+    alone = decode_sql_batch(model, tok, prompts, contexts, mode, max_new, beam_width=2, batch_size=1)
+    assert together == alone, together

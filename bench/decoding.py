@@ -9,11 +9,14 @@ Per-token cost (on the gold SQL of the first --cost-examples questions, token by
   * forward: one new token through the model with its KV cache, batch 1 and batch = beam width.
 Modes (text2sql/decoding.py) run on the same examples, one after another, each timed end to end (decoding
 and, for beam+exec, the executions). Results go to bench/results/decoding-<date>.json with the command,
-the machine and the date.
+the machine and the date; each mode also records a SHA-256 of its predicted SQL in question order, so two
+runs (two versions of the decoder) show whether they wrote the same SQL. --preds-out writes the predictions
+themselves (they may quote a dataset's values: keep them out of the repository).
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -84,6 +87,7 @@ def main(argv=None) -> int:
     p.add_argument("--cost-examples", type=int, default=30)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="JSON path (default: bench/results/decoding-<date>.json)")
+    p.add_argument("--preds-out", default=None, help="also write every mode's predicted SQL to this JSON path")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
@@ -108,13 +112,16 @@ def main(argv=None) -> int:
     print(f"[bench.decoding] {len(examples)} {args.split} questions, {ckpt}", file=sys.stderr)
     result["per_token"] = token_costs(model, tok, examples, block, max_sql, args.beam_width, args.cost_examples)
     print(json.dumps(result["per_token"]), file=sys.stderr)
-    modes = []
+    modes, preds = [], []
     for mode in args.modes.split(","):
         report = evaluate(model, tok, examples, block, max_sql, 128, 0.0, args.batch_size, 2.0, progress=False,
                           decode=mode, beam_width=args.beam_width)
         s = report["summary"]
+        sqls = [r["pred"] for r in report["examples"]]
         row = {"decode": mode, "execution_accuracy": s["execution_accuracy"], "valid_sql_rate": s["valid_sql_rate"],
-               "seconds_per_question": round(s["seconds_per_question"], 5), "n": s["n"]}
+               "seconds_per_question": round(s["seconds_per_question"], 5), "n": s["n"],
+               "preds_sha256": hashlib.sha256(json.dumps(sqls).encode()).hexdigest()}
+        preds.append({"decode": mode, "preds": sqls})
         modes.append(row)
         print(json.dumps(row), file=sys.stderr)
     # greedy may be listed more than once (first and last, to see the machine's drift): the mean is the base
@@ -129,6 +136,9 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"decoding-{datetime.now():%Y%m%d-%H%M}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
+    if args.preds_out:
+        Path(args.preds_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.preds_out).write_text(json.dumps(preds))
     print(f"{'mode':<12} {'exec acc':>8} {'valid':>7} {'s/q':>8} {'x greedy':>8}")
     for m in modes:
         print(f"{m['decode']:<12} {m['execution_accuracy']:8.1%} {m['valid_sql_rate']:7.1%} "

@@ -27,7 +27,7 @@ from typing import Callable, Collection, Protocol, Sequence
 
 import torch
 
-from gpt.model import GPT, KVCache, mask_logits
+from gpt.model import GPT, KVCache, mask_logits, sample_next
 
 
 class Constraint(Protocol):
@@ -115,28 +115,82 @@ def decode_batch(model: GPT, prompts: Sequence[Sequence[int]], max_new_tokens: i
                  top_p: float | None = None) -> list[list[int]]:
     """Greedy (temperature 0) or sampled continuations of prompts, each cut before its stop id.
 
-    Prompts of different lengths are left-padded: row r then adds at most block_size - len(prompt r)
-    tokens (an unpadded batch slides its window instead, GPT.generate). Greedy ids per prompt are those
-    of the prompt decoded alone with max_new_tokens <= block_size - its length."""
+    Prompts of one length run through GPT.generate (a full context slides its window). Prompts of different
+    lengths are left-padded and decoded by _decode_padded: prompt r adds at most min(max_new_tokens,
+    block_size - its length) tokens, and its greedy ids are those it gets alone with that many steps."""
     device = next(model.parameters()).device
-    block = model.config.block_size
-    idx, pad = left_pad(prompts, device, block)
-    # a padded row's last tokens after its context is full are repeats (GPT.generate): cut them here
-    budget = [max_new_tokens if pad is None else min(max_new_tokens, block - len(p)) for p in prompts]
+    idx, pad = left_pad(prompts, device, model.config.block_size)
     stop = set(stop_ids)
+    if pad is not None:
+        with _autocast(device):
+            return _decode_padded(model, idx, pad, [len(p) for p in prompts], max_new_tokens, temperature, stop,
+                                  generator, n_vocab, constraint, top_k, top_p)
     rows: list[list[int]] = [[] for _ in prompts]
     ended = [False] * len(prompts)
     with _autocast(device):
-        for step, tok in enumerate(model.generate(idx, max_new_tokens, temperature, top_k, top_p, stop, generator,
-                                                  n_vocab=n_vocab, constraint=constraint, pad=pad)):
+        for tok in model.generate(idx, max_new_tokens, temperature, top_k, top_p, stop, generator,
+                                  n_vocab=n_vocab, constraint=constraint):
             for r, t in enumerate(tok[:, 0].tolist()):
-                if ended[r] or step >= budget[r]:
+                if ended[r]:
                     continue
                 if t in stop:
                     ended[r] = True
                 else:
                     rows[r].append(t)
     return rows
+
+
+def _decode_padded(model, idx, pad, lengths, max_new_tokens, temperature, stop, generator, n_vocab, constraint,
+                   top_k, top_p) -> list[list[int]]:
+    """decode_batch's loop for left-padded prompts (idx, pad from left_pad; lengths: the prompts' own).
+
+    Each row has its own budget (no window slides: positions past block_size do not exist). Rows that have
+    ended stay in the batch, computed for nothing, until they are half of it; then they are dropped (one copy
+    of the cache). So at most half the rows are wasted, and the copies add up to about twice the cache."""
+    block = model.config.block_size
+    budget = [min(max_new_tokens, block - n) for n in lengths]
+    B, steps = len(lengths), max(budget)
+    cache = KVCache(model.config, B, idx.shape[1] + steps, idx.device, pad=pad)
+    logits = model(idx, cache=cache)[:, -1, :]
+    stop_list = sorted(stop)
+    rows: list[list[int]] = [[] for _ in range(B)]
+    live = [True] * B
+    held = list(range(B))  # the prompt of each row the cache (and logits) hold, ended ones until dropped
+    for _ in range(steps):
+        step_logits = mask_logits(logits, n_vocab, None if constraint is None else _HeldRows(constraint, held),
+                                  [rows[r] for r in held], stop_list[0] if stop_list else None,
+                                  [not live[r] for r in held], need=1 if temperature <= 0 else None)
+        nxt = sample_next(step_logits, temperature, top_k, top_p, generator)
+        for r, t in zip(held, nxt[:, 0].tolist()):
+            if not live[r]:
+                continue
+            if t in stop:
+                live[r] = False
+            else:
+                rows[r].append(t)
+                live[r] = len(rows[r]) < budget[r]
+        keep = [a for a, r in enumerate(held) if live[r]]
+        if not keep:
+            break
+        if 2 * len(keep) <= len(held):
+            index = torch.tensor(keep, dtype=torch.long, device=idx.device)
+            cache.reorder(index)
+            nxt = nxt.index_select(0, index)
+            held = [held[a] for a in keep]
+        logits = model(nxt, cache=cache)[:, -1, :]
+    return rows
+
+
+class _HeldRows:
+    """A Constraint seen through the rows a batch still holds: row a of the batch is prompt held[a]."""
+
+    def __init__(self, constraint: Constraint, held: list[int]):
+        self.constraint, self.held = constraint, held
+        if hasattr(constraint, "allows"):
+            self.allows = lambda row, generated, token: constraint.allows(held[row], generated, token)
+
+    def allowed_ids(self, row, generated):
+        return self.constraint.allowed_ids(self.held[row], generated)
 
 
 @dataclass
@@ -308,15 +362,3 @@ def _reorder_generated(cache: KVCache, index: torch.Tensor, start: int):
     end = cache.length
     cache.k[:, :, :, start:end] = cache.k[:, index, :, start:end]
     cache.v[:, :, :, start:end] = cache.v[:, index, :, start:end]
-
-
-class _BeamRows:
-    """Maps beam rows (prompt b, beam j at row b * width + j) to the prompt rows a Constraint knows."""
-
-    def __init__(self, constraint: Constraint, width: int):
-        self.constraint, self.width = constraint, width
-        if hasattr(constraint, "allows"):
-            self.allows = lambda row, generated, token: constraint.allows(row // width, generated, token)
-
-    def allowed_ids(self, row, generated):
-        return self.constraint.allowed_ids(row // self.width, generated)

@@ -205,8 +205,8 @@ class GPT(nn.Module):
         else:
             # Left-padded rows: row r's tokens start at slot pad[r], so its positions are the slots minus
             # pad[r], exactly those it would have alone. Padding slots would get negative positions: they
-            # take 0 (the mask hides them anyway). The top clamp only touches rows that have ended (generate
-            # keeps computing them until every row is done): callers stop each row at its own block_size.
+            # take 0 (the mask hides them anyway). The top clamp only touches rows that have ended and are
+            # still computed (gpt/generate.py drops them in bulk): callers stop each row at its own block_size.
             pos = (pos[None, :] - pad[:, None]).clamp(0, block_size - 1)
             mask = cache.attention_mask(T)
         h = self.drop(self.wte(idx) + self.wpe(pos))
@@ -247,34 +247,18 @@ class GPT(nn.Module):
     @torch.no_grad()
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, stop_ids=(), generator=None, n_vocab: int | None = None,
-                 constraint=None, pad=None):
+                 constraint=None):
         """Sample up to max_new_tokens continuations of idx (B, T) with a KV cache; yields each new
         (B, 1) token as it is drawn. A row that has produced one of stop_ids keeps repeating it; the
         generator returns when every row has stopped.
 
         n_vocab: ids >= n_vocab (the padding of the embedding past the tokenizer's vocabulary) are never
         drawn. constraint: an object with allowed_ids(row, generated) -> ids or None (gpt/generate.py's
-        Constraint); only those ids may follow. A row the constraint leaves no id stops (with stop_ids[0]).
-
-        pad: (B,) left padding of prompts of different lengths (row r's prompt is idx[r, pad[r]:], each
-        shorter than block_size). Each row then ends when its own context is full (after block_size minus
-        its length tokens, if fewer than max_new_tokens) and repeats its last token from then on; without
-        pad, a full context restarts on the last half of the window instead."""
+        Constraint); only those ids may follow. A row the constraint leaves no id stops (with stop_ids[0])."""
         B = idx.shape[0]
         block = self.config.block_size
-        budget = None
-        if pad is None:
-            idx = idx[:, -block:]
-            cache = KVCache(self.config, B, block, idx.device)
-        else:
-            pad = torch.as_tensor(pad, dtype=torch.long, device=idx.device)
-            lengths = idx.shape[1] - pad
-            if bool((lengths >= block).any()) or bool((lengths < 1).any()):
-                raise ValueError(f"padded prompts must hold 1 to {block - 1} tokens (block_size {block}), "
-                                 f"got {lengths.tolist()}")
-            budget = (block - lengths).clamp(max=max_new_tokens)  # tokens each row may add
-            max_new_tokens = min(max_new_tokens, int(budget.max()))
-            cache = KVCache(self.config, B, idx.shape[1] + max_new_tokens, idx.device, pad=pad)
+        idx = idx[:, -block:]
+        cache = KVCache(self.config, B, block, idx.device)
         logits = self(idx, cache=cache)
         stop_list = sorted(set(stop_ids))
         stop = torch.tensor(stop_list, dtype=torch.long, device=idx.device)
@@ -282,19 +266,13 @@ class GPT(nn.Module):
         stopped_with = torch.zeros(B, 1, dtype=torch.long, device=idx.device)
         generated: list[list[int]] = [[] for _ in range(B)]
         history = idx
-        for step in range(max_new_tokens):
-            if budget is not None:  # rows whose context is full end here
-                full = ~done & (budget <= step)
-                stopped_with = torch.where(full[:, None], history[:, -1:], stopped_with)
-                done |= full
-                if bool(done.all()):
-                    return
+        for _ in range(max_new_tokens):
             step_logits = mask_logits(logits[:, -1, :], n_vocab, constraint, generated,
                                       stop_list[0] if stop_list else None, done.tolist(),
                                       need=1 if temperature <= 0 else None)
             nxt = sample_next(step_logits, temperature, top_k, top_p, generator)
-            nxt = torch.where(done[:, None], stopped_with, nxt)  # (done stays all False without stops or pad)
             if stop.numel():
+                nxt = torch.where(done[:, None], stopped_with, nxt)
                 newly = ~done & torch.isin(nxt[:, 0], stop)
                 stopped_with = torch.where(newly[:, None], nxt, stopped_with)
                 done |= newly
@@ -302,12 +280,10 @@ class GPT(nn.Module):
                 for r, t in enumerate(nxt[:, 0].tolist()):
                     generated[r].append(t)
             yield nxt
-            if bool(done.all()):
+            if stop.numel() and bool(done.all()):
                 return
             history = torch.cat([history, nxt], dim=1)
-            if budget is not None and step == max_new_tokens - 1:
-                return  # every row is out of steps: no forward for a token that will not be drawn
-            if budget is None and cache.length == block:  # context full: restart on the last half of the window
+            if cache.length == block:  # context full: restart the cache on the last half of the window
                 cache = KVCache(self.config, B, block, idx.device)
                 logits = self(history[:, -(block // 2):], cache=cache)
             else:

@@ -111,12 +111,15 @@ def test_padding_queries_give_no_nan():
 
 
 class ResidueRow:
-    """One row's toy allowed set: ids = `residue` mod 3 (and the stop id once `after` ids were written)."""
+    """One row's toy allowed set: ids = `residue` mod 3; the stop id too once `after` ids were written,
+    only the stop id after `after` + 2 (rows of one batch end at different steps)."""
 
     def __init__(self, residue, after):
         self.residue, self.after = residue, after
 
     def allowed_ids(self, generated):
+        if len(generated) >= self.after + 2:
+            return [STOP]
         ids = [i for i in range(10, N_VOCAB) if i % 3 == self.residue]
         return ids + [STOP] if len(generated) >= self.after else ids
 
@@ -124,23 +127,37 @@ class ResidueRow:
         return token in self.allowed_ids(generated)
 
 
-# the 60-token prompt has room for 4 new tokens only (block 64): its row ends before the others
-LENGTHS = [9, 3, 20, 14, 60, 20]
+# prompts of 60, 58 and 55 tokens have room for 4, 6 and 9 new tokens only (block 64): their rows end first
+LENGTHS = [9, 3, 60, 58, 55, 20]
 
 
 @pytest.mark.parametrize("constrained", [False, True])
-def test_greedy_padded_batch_equals_each_prompt_alone(constrained):
+def test_greedy_padded_batch_equals_each_prompt_alone(constrained, monkeypatch):
     model = make_model()
     prompts = random_prompts(LENGTHS, seed=21)
     rows = [ResidueRow(r % 3, 2 + r % 4) for r in range(len(prompts))]
     con = PerRowConstraint(rows) if constrained else None
+    kept = []  # rows kept each time ended rows are dropped from the batch
+    reorder = KVCache.reorder
+    monkeypatch.setattr(KVCache, "reorder", lambda self, index: kept.append(index.numel()) or reorder(self, index))
     together = decode_batch(model, prompts, 12, 0.0, {STOP}, n_vocab=N_VOCAB, constraint=con)
+    assert kept and kept[0] <= len(prompts) // 2, kept  # ended rows were dropped once they were half
     alone = [decode_batch(model, [p], min(12, BLOCK - len(p)), 0.0, {STOP}, n_vocab=N_VOCAB,
                           constraint=PerRowConstraint([rows[r]]) if constrained else None)[0]
              for r, p in enumerate(prompts)]
-    assert together == alone, together
-    assert len(together[4]) <= BLOCK - 60
+    assert together == alone
+    assert all(len(ids) <= BLOCK - n for ids, n in zip(together, LENGTHS))
     assert any(len(ids) > BLOCK - 60 for ids in together), "some row should outlast the 60-token prompt's"
+
+
+def test_sampling_a_padded_batch_obeys_each_rows_constraint_and_budget():
+    model = make_model()
+    prompts = random_prompts(LENGTHS, seed=23)
+    rows = [ResidueRow(r % 3, 20) for r in range(len(prompts))]  # no stop before 20 ids: budgets end rows
+    out = decode_batch(model, prompts, 12, 1.0, {STOP}, torch.Generator().manual_seed(0), n_vocab=N_VOCAB,
+                       constraint=PerRowConstraint(rows))
+    assert [len(ids) for ids in out] == [min(12, BLOCK - n) for n in LENGTHS]
+    assert all(t % 3 == r % 3 for r, ids in enumerate(out) for t in ids)
 
 
 @pytest.mark.parametrize("early_stop", [False, True])
@@ -156,7 +173,8 @@ def test_beam_search_padded_batch_equals_each_prompt_alone(early_stop):
         assert [(h.ids, h.finished) for h in hs] == [(h.ids, h.finished) for h in ha]
         # fp32 rounding only (see rounding_tolerance: these sums are of a few log-probabilities)
         assert [h.logprob for h in hs] == pytest.approx([h.logprob for h in ha], abs=1e-4)
-    assert all(len(h.ids) <= BLOCK - 60 for h in together[4])
+    assert all(len(h.ids) <= BLOCK - n for hs, n in zip(together, LENGTHS) for h in hs)
+    assert any(not h.finished for hs in together for h in hs), "some prompt should run out of context"
 
 
 def test_unpadded_batches_take_the_causal_kernel(monkeypatch):

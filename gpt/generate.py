@@ -144,9 +144,8 @@ def _decode_padded(model, idx, pad, lengths, max_new_tokens, temperature, stop, 
                    top_k, top_p) -> list[list[int]]:
     """decode_batch's loop for left-padded prompts (idx, pad from left_pad; lengths: the prompts' own).
 
-    Each row has its own budget (no window slides: positions past block_size do not exist). Rows that have
-    ended stay in the batch, computed for nothing, until they are half of it; then they are dropped (one copy
-    of the cache). So at most half the rows are wasted, and the copies add up to about twice the cache."""
+    Each row has its own budget (no window slides: positions past block_size do not exist). A row that ends
+    leaves the batch at once (KVCache.drop: a kept row moves into its place, a copy of one row)."""
     block = model.config.block_size
     budget = [min(max_new_tokens, block - n) for n in lengths]
     B, steps = len(lengths), max(budget)
@@ -169,14 +168,13 @@ def _decode_padded(model, idx, pad, lengths, max_new_tokens, temperature, stop, 
             else:
                 rows[r].append(t)
                 live[r] = len(rows[r]) < budget[r]
-        keep = [a for a, r in enumerate(held) if live[r]]
-        if not keep:
+        ended = [a for a, r in enumerate(held) if not live[r]]
+        if len(ended) == len(held):
             break
-        if 2 * len(keep) <= len(held):
-            index = torch.tensor(keep, dtype=torch.long, device=idx.device)
-            cache.reorder(index)
-            nxt = nxt.index_select(0, index)
-            held = [held[a] for a in keep]
+        if ended:
+            order = cache.drop(ended)
+            nxt = nxt[torch.tensor(order, dtype=torch.long, device=idx.device)]
+            held = [held[a] for a in order]
         logits = model(nxt, cache=cache)[:, -1, :]
     return rows
 
@@ -221,7 +219,8 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
     first over all beams of a prompt (summed log-probability) and each is tested with the constraint's
     cheap allows(); the full allowed set of a beam is computed only when the best candidates run out, so
     a step costs about `width` tests per prompt. The beams of a prompt share the prompt's keys and values,
-    so reordering the cache copies only the generated positions."""
+    so reordering the cache copies only the generated positions; a prompt that ends leaves the cache by
+    KVCache.drop (the last prompt's rows move into its place), not by a copy of the whole cache."""
     if width < 1:
         raise ValueError(f"beam width must be >= 1, got {width}")
     stop = sorted(set(stop_ids))
@@ -274,17 +273,21 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
             beams[b * k:(b + 1) * k] = [old[j] + [t] for j, t in slots]
             scores[b] = new_scores
             ended[b] = done[b] or step == budget[b] - 1
-            if not ended[b]:
+            if ended[b]:  # its rows leave the cache below; until then they stay where they are
+                src += [a * k + j for j in range(k)]
+                tok += [stop[0]] * k
+            else:
                 src += [a * k + j for j, _ in slots]
                 tok += [t for _, t in slots]
-        if not src or step == max_new_tokens - 1:
+        dead = [a * k + j for a, b in enumerate(active) if ended[b] for j in range(k)]
+        if len(dead) == len(src) or step == max_new_tokens - 1:
             break
-        index = torch.tensor(src, dtype=torch.long, device=device)
-        if len(src) < len(active) * k:  # prompts finished: drop their rows (one full copy of the cache)
-            cache.reorder(index)
-            active = [b for b in active if not ended[b]]
-        elif src != list(range(len(src))):
-            _reorder_generated(cache, index, T)
+        if src != list(range(len(src))):
+            _reorder_generated(cache, torch.tensor(src, dtype=torch.long, device=device), T)
+        if dead:  # prompts that ended leave: the last prompts' rows move into their places (KVCache.drop)
+            order = cache.drop(dead)
+            tok = [tok[i] for i in order]
+            active = [active[order[a * k] // k] for a in range(len(order) // k)]
         with _autocast(device):
             logits = model(torch.tensor(tok, dtype=torch.long, device=device)[:, None], cache=cache)[:, -1, :]
     out = []

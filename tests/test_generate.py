@@ -199,6 +199,20 @@ def test_kv_cache_reorder_carries_pad():
         KVCache(cfg, 2, 8, "cpu", pad=torch.tensor([0, 1, 2]))
 
 
+def test_kv_cache_drop_moves_the_last_rows_into_the_holes():
+    cfg = GPTConfig(n_layer=1, n_head=1, n_embd=4, block_size=8, vocab_size=16)
+    cache = KVCache(cfg, 6, 8, "cpu", pad=torch.tensor([0, 1, 2, 3, 4, 5]))
+    k = torch.arange(6 * 1 * 3 * 4, dtype=torch.float32).view(6, 1, 3, 4)
+    cache.append(0, k, -k)
+    cache.length = 3
+    order = cache.drop([2, 3])  # a group of two (a prompt's two beams): rows 4, 5 move into 2, 3 in order
+    assert order == [0, 1, 4, 5] and cache.shape[1] == 4 and cache.k.shape[1] == 4
+    assert cache.pad.tolist() == [0, 1, 4, 5]
+    for new, old in enumerate(order):
+        assert torch.equal(cache.k[0, new, :, :3], k[old]) and torch.equal(cache.v[0, new, :, :3], -k[old])
+    assert cache.drop([3]) == [0, 1, 2] and cache.drop([0]) == [2, 1]  # the last row fills the hole
+
+
 def test_errors_are_value_errors(model):
     with pytest.raises(ValueError):  # an empty prompt
         beam_search(model, [[1, 2], []], 2, 4, {STOP})

@@ -35,7 +35,10 @@ DECODE_MODES = ("greedy", "constrained", "beam", "beam+exec")
 # (bench/results/decoding-literals-2core/): beam+exec (width 4) is 2.1-2.6x greedy and the most accurate
 # (53.2% / 39.6% seed 0, 72.0% / 36.8% seed 1; constrained 48.0% / 32.4% and 68.4% / 31.2%). (On the
 # 2-layer model of an earlier round it was 3.7-4.1x: a cheaper forward pass makes the constraint's share
-# larger. On the Spider recipe's model, with prompts of ~400 tokens, it is 3.9x; constrained is 2.2x.)
+# larger. On the Spider recipe's model, with prompts of ~400 tokens, it was 3.9x with batches of one prompt
+# length. Left-padded batches (bench/results/decoding-padded-2core/) took a later Spider checkpoint from
+# 2.95x to 2.75x and constrained from 1.9x to 1.2x; the main job's checkpoint in /tmp/demo-run measured
+# 3.8x before and after: its beam search is bound by the constraint, not by the forward pass.)
 DEFAULT_DECODE = "beam+exec"
 DEFAULT_BEAM_WIDTH = 4
 # beam search stops a question once no live beam is likely to beat its best finished one (gpt.generate.

@@ -154,7 +154,7 @@ def _decode_padded(model, idx, pad, lengths, max_new_tokens, temperature, stop, 
     stop_list = sorted(stop)
     rows: list[list[int]] = [[] for _ in range(B)]
     live = [True] * B
-    held = list(range(B))  # the prompt of each row the cache (and logits) hold, ended ones until dropped
+    held = list(range(B))  # the prompt of each row the cache and logits hold (ended rows leave each step)
     for _ in range(steps):
         step_logits = mask_logits(logits, n_vocab, None if constraint is None else _HeldRows(constraint, held),
                                   [rows[r] for r in held], stop_list[0] if stop_list else None,

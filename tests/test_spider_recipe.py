@@ -86,3 +86,46 @@ def test_recipe_reports_a_missing_spider_folder_as_a_user_error(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert "error:" in res.stderr and "nope" in res.stderr and "Traceback" not in res.stderr
+
+
+# Runs the recipe, but the fine-tuning stage dies (os._exit, like a kill) right after its step-2 checkpoint.
+DIES_IN_FINETUNING = """
+import os, sys
+import train.loop
+from text2sql.spider_recipe import main
+
+save = train.loop.save_checkpoint
+
+def save_then_die(out_dir, step, *args, **kwargs):
+    path = save(out_dir, step, *args, **kwargs)
+    if os.path.basename(str(out_dir)) == "spider" and step == 2:
+        os._exit(9)
+    return path
+
+train.loop.save_checkpoint = save_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_resume_continues_a_training_stage_that_was_killed(tmp_path):
+    spider, work, runs = tmp_path / "spider", tmp_path / "work", tmp_path / "runs"
+    make_spider_folder(spider)
+    text = tmp_path / "english.txt"
+    text.write_text("The singer sang a song about the sea and the sky.\n" * 200)
+    args = ["--spider-dir", str(spider), "--text", str(text), "--holdout-databases", "1", "--work", str(work),
+            "--runs", str(runs), "--pretrain-steps", "2", "--finetune-steps", "4", "--vocab-size", "400",
+            "--block-size", "256", "--augment-per-db", "2", "--no-progress", "--set", "model.n_layer=1",
+            "model.n_head=2", "model.n_embd=32", "train.batch_size=2", "train.compile=false", "train.dtype=fp32",
+            "train.eval_iters=1", "train.ckpt_interval=2", "train.keep_last=5"]
+    killed = subprocess.run([sys.executable, "-c", DIES_IN_FINETUNING] + args, cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert killed.returncode == 9, killed.stderr[-3000:]
+    assert (runs / "spider" / "checkpoints" / "ckpt_0000002.pt").is_file()
+    again = subprocess.run([sys.executable, "-m", "text2sql.spider_recipe"] + args + ["--resume"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    # fine-tuning goes on from step 2 (before the fix it was started over and its checkpoints deleted)
+    assert "ckpt_0000002.pt at step 2" in again.stderr, again.stderr[-3000:]
+    assert "deleted" not in again.stderr
+    assert (runs / "spider" / "checkpoints" / "ckpt_0000004.pt").is_file()
+    assert (runs / "spider" / "eval_val.json").is_file()

@@ -122,7 +122,7 @@ def run_recipe(args) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
     # --resume: a step whose folder was made by the same step with the same options (a stamp file, written
-    # when the step ends) is reused or continued; once one step has to run again, or a training stage
+    # when a prepare step ends and when a training stage starts) is reused or continued; once one step has to run again, or a training stage
     # trains more steps, every later stage starts fresh (it was made from what came before)
     fresh = [not args.resume]
     versions = {"prompt": PROMPT_VERSION, "generator": synthetic.GENERATOR_VERSION}
@@ -152,13 +152,15 @@ def run_recipe(args) -> int:
         resume = same_as_before(stamp, wanted)
         before = _newest_step(out_dir) if resume else None
         config = load_config(config_name, settings + ["train.resume=true" if resume else "train.overwrite=true"])
-        stamp.unlink(missing_ok=True)
+        # The stamp goes down before training, not after: a stage that is interrupted (killed, out of time)
+        # then continues from its newest checkpoint on --resume. Written after, an interrupted stage had no
+        # stamp, so --resume started it over and deleted its checkpoints.
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps(wanted))
         try:
             run(config)
         except TrainingDiverged as e:
             raise ValueError(str(e)) from None
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(json.dumps(wanted))
         if not resume or _newest_step(out_dir) != before:
             fresh[0] = True  # this stage trained: the stages after it start over
 

@@ -39,8 +39,9 @@ from train.checkpoint import load_checkpoint, load_for_inference
 def generate_sql_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
                        batch_size: int = 32, seed: int = 0, on_done=None, decode: str = "greedy", contexts=None,
                        beam_width: int = DEFAULT_BEAM_WIDTH) -> list[str]:
-    """SQL text for each prompt (token ids ending in <|sql|>). Prompts of equal length are decoded together
-    (the model has no padding mask, so a batch must share one length); on_done(n) reports progress. Modes
+    """SQL text for each prompt (token ids ending in <|sql|>). Greedy decodes prompts of equal length together
+    (the other modes go through text2sql.decoding.decode_sql_batch, whose batches are left-padded); on_done(n)
+    reports progress. Modes
     other than greedy (text2sql/decoding.py) need contexts: the schema, question and database per prompt."""
     if decode != "greedy":
         return decode_sql_batch(model, tokenizer, prompts, contexts, decode, max_new_tokens, beam_width,

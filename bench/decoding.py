@@ -42,13 +42,16 @@ def token_costs(model, tok, examples, block_size, max_sql, width: int, n_example
     from gpt.model import KVCache
     from text2sql.decoding import make_constraint, sql_context
     from text2sql.prompt import fit_and_encode_prompt, prompt_sql
+    from text2sql.sql_constraint import SchemaIndex
 
     full, lazy, fwd1, fwdk = [], [], [], []
     allowed_sizes = []
     for e in examples[:n_examples]:
         ctx = sql_context(e)
         gold = tok.encode_ordinary(prompt_sql(ctx.schema, e.sql))  # over the schema's tags, as the model writes it
+        SchemaIndex.clear_shared()  # each from cold: the second would otherwise reuse the first's parses
         con = make_constraint(tok, ctx)
+        SchemaIndex.clear_shared()
         con_lazy = make_constraint(tok, ctx)
         for i in range(len(gold) + 1):
             t0 = time.perf_counter()
@@ -113,7 +116,12 @@ def main(argv=None) -> int:
     result["per_token"] = token_costs(model, tok, examples, block, max_sql, args.beam_width, args.cost_examples)
     print(json.dumps(result["per_token"]), file=sys.stderr)
     modes, preds = [], []
+    from text2sql.sql_constraint import SchemaIndex
+
     for mode in args.modes.split(","):
+        # every mode starts from cold caches, as in a fresh process: the schema indexes the constraint
+        # shares between questions (SchemaIndex.shared) would otherwise carry one mode's work to the next
+        SchemaIndex.clear_shared()
         report = evaluate(model, tok, examples, block, max_sql, 128, 0.0, args.batch_size, 2.0, progress=False,
                           decode=mode, beam_width=args.beam_width)
         s = report["summary"]

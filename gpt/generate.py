@@ -363,5 +363,11 @@ def _reorder_generated(cache: KVCache, index: torch.Tensor, start: int):
     if cache.k is None or cache.length <= start:
         return
     end = cache.length
-    cache.k[:, :, :, start:end] = cache.k[:, index, :, start:end]
-    cache.v[:, :, :, start:end] = cache.v[:, index, :, start:end]
+    # only the rows that change (a beam that extends itself keeps its keys): the right side is gathered
+    # before it is written, so a row may read one that is overwritten in the same copy
+    moved = (index != torch.arange(index.numel(), device=index.device)).nonzero().flatten()
+    if moved.numel() == 0:
+        return
+    src = index[moved]
+    cache.k[:, moved, :, start:end] = cache.k[:, src, :, start:end]
+    cache.v[:, moved, :, start:end] = cache.v[:, src, :, start:end]

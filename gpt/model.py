@@ -118,8 +118,15 @@ class KVCache:
         values of the beam they extend; a row may be copied several times or dropped)."""
         self.shape = (self.shape[0], int(index.numel())) + self.shape[2:]
         if self.k is not None:
-            self.k = self.k.index_select(1, index)
-            self.v = self.v.index_select(1, index)
+            # only the filled slots are copied: slots from `length` on are written before they are read
+            # (append), so the new buffers need no zeros there (beam search's first reorder would otherwise
+            # copy max_new_tokens empty slots per row)
+            n = self.length
+            k = torch.empty(self.shape, dtype=self.k.dtype, device=self.k.device)
+            v = torch.empty_like(k)
+            k[:, :, :, :n] = self.k[:, :, :, :n].index_select(1, index)
+            v[:, :, :, :n] = self.v[:, :, :, :n].index_select(1, index)
+            self.k, self.v = k, v
         if self.pad is not None:
             self.pad = self.pad.index_select(0, index.to(self.pad.device))
 

@@ -24,6 +24,12 @@ def test_main_job_tiny_budget(tmp_path, capsys):
     assert {"execution_accuracy", "ci95", "baseline_accuracy", "exact_match", "valid_sql_rate", "by_shape",
             "by_hardness"} <= set(report["summary"])
     assert all(r["db_path"] and "synthetic" in r["db_path"] for r in report["examples"])
+    # the default decode (which meets the speed target), and beam+exec scored beside it on the same questions
+    from text2sql.decoding import DEFAULT_DECODE
+
+    assert report["decode"] == DEFAULT_DECODE != "beam+exec"
+    assert [r["decode"] for r in report["compare"]] == ["beam+exec"] and report["compare"][0]["n"] == 6
+    assert out.count("beam+exec ") >= 2 and f"decoded {DEFAULT_DECODE}" in out
     # a second run reuses the prepared data and starts training afresh
     args[args.index("--max-steps") + 1] = "2"
     args[args.index("--eval-limit") + 1] = "1"

@@ -19,7 +19,7 @@ from gpt.tokenizer import Tokenizer
 from text2sql import synthetic
 from text2sql.prompt import SPECIAL_TOKENS, SQL_END_TOKEN, decode_sql, encode_prompt, normalize_sql_text
 from text2sql.schema import read_schema
-from text2sql.sql_constraint import SQLConstraint, SQLPrefixChecker
+from text2sql.sql_constraint import SchemaIndex, SQLConstraint, SQLPrefixChecker
 from text2sql.sql_exec import execute_sql
 
 SPIDER = Path("/work/shared/data/spider")
@@ -235,6 +235,7 @@ def test_accepts_every_gold_query_of_the_generator(tmp_path):
 
 def options_along(schema, question, db, sql, exact_case=True):
     """{lexeme prefix: Options} for every lexeme prefix of `sql` (a fresh checker: no shared caches)."""
+    SchemaIndex.clear_shared()
     c = SQLPrefixChecker(schema, question, db, exact_case=exact_case)
     c.check(sql)
     return {c._lexemes[pid]: opts for pid, opts in c._options.items()}
@@ -268,6 +269,63 @@ def test_fresh_alias_shortcut_gives_the_options_of_the_full_search(tmp_path, sch
     assert sum(len(f) for f in full) > 3000
     for item, f, g in zip(items, fast, full):
         assert f == g, item[3]
+
+
+@pytest.fixture(scope="module")
+def shared_items(tmp_path_factory, schema, db):
+    """(schema, question, db, gold) asked one after another on a few databases: generator gold, and one query
+    under questions that differ only in their numbers and strings (the BETWEEN rule and IN lists read the
+    question's numbers; literals are checked against the question)."""
+    tmp = tmp_path_factory.mktemp("shared")
+    synthetic.generate(tmp, seed=3, num_databases=4, train_per_db=25, eval_per_db=5, progress=False)
+    items = []
+    for split in sorted(tmp.glob("*.json")):
+        if split.name != "tables.json":
+            for e in json.loads(split.read_text()):
+                path = tmp / "database" / e["db_id"] / f"{e['db_id']}.sqlite"
+                items.append((read_schema(path), e["question"], path, normalize_sql_text(e["query"])))
+    between = "SELECT name FROM employee WHERE age BETWEEN 30 AND 45 AND city IN ('Paris', 'Oslo')"
+    items += [(schema, q, db, between) for q in ("aged 30 to 45 in Paris or Oslo", "aged 38 to 50 in Oslo",
+                                                 "aged 30 to 45, city Paris or Oslo, not 99")]
+    assert len({p for _, _, p, _ in items}) >= 5
+    return items
+
+
+def shared_vs_fresh(items) -> tuple[list, list]:
+    """(mismatches, shared indexes): the options along each gold query with the schema's shared index, asked
+    in order, against those of a fresh index."""
+    def along(item, fresh):
+        sch, question, path, sql = item
+        if fresh:
+            SchemaIndex.clear_shared()
+        c = SQLPrefixChecker(sch, question, path, question_decides=True)
+        c.check(sql)
+        return {c._lexemes[pid]: opts for pid, opts in c._options.items()}, c.index
+
+    SchemaIndex.clear_shared()
+    shared = [along(item, fresh=False) for item in items]
+    fresh = [along(item, fresh=True) for item in items]
+    SchemaIndex.clear_shared()
+    bad = [item[1:] for item, (f, _), (g, _) in zip(items, shared, fresh) if f != g]
+    return bad, [index for _, index in shared]
+
+
+def test_a_schema_index_shared_by_many_questions_gives_the_options_of_a_fresh_one(shared_items):
+    """SchemaIndex.shared: the checkers of one schema share its caches, and lexeme prefixes without literals
+    or BETWEEN share their options across questions. Each question must still get exactly the options a
+    checker with a fresh index gets."""
+    bad, indexes = shared_vs_fresh(shared_items)
+    assert bad == []
+    assert len({id(i) for i in indexes}) == len({p for _, _, p, _ in shared_items})  # one index per schema
+    assert sum(len(i.parse_cache) for i in {id(i): i for i in indexes}.values()) > 100
+
+
+def test_sharing_options_with_literals_in_the_prefix_would_be_caught(shared_items, monkeypatch):
+    """The check above can fail: sharing every prefix's options (literals and BETWEEN included) gives the
+    BETWEEN questions each other's number rules."""
+    monkeypatch.setattr(SQLPrefixChecker, "_question_free", staticmethod(lambda lexemes: True))
+    bad, _ = shared_vs_fresh(shared_items)
+    assert bad and all("BETWEEN" in sql for _, _, sql in bad)
 
 
 @pytest.mark.skipif(not (SPIDER / "train.json").is_file(), reason="Spider is not at /work/shared/data/spider")

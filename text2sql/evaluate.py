@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -172,9 +173,11 @@ def evaluate_checkpoint(checkpoint, data_dir, split: str = "test", *, limit: int
                         temperature: float = 0.0, max_new_tokens: int = 128, batch_size: int = 32,
                         timeout_s: float = 2.0, tokenizer=None, device: str = "auto", progress: bool = True,
                         decode: str = DEFAULT_DECODE, beam_width: int = DEFAULT_BEAM_WIDTH, ablation: bool = False,
-                        with_baseline: bool = True) -> dict:
+                        with_baseline: bool = True, compare: Sequence[str] = ()) -> dict:
     """Evaluate a checkpoint on a prepared split: print examples and the table, write the JSON report
-    (default <run>/eval_<split>.json), and return it. ValueError for a user mistake (paths, splits)."""
+    (default <run>/eval_<split>.json), and return it. ValueError for a user mistake (paths, splits).
+    ablation: also every decode mode on the same examples (payload["ablation"]); compare: only these modes
+    (payload["compare"], what the main job prints beside its default)."""
     from text2sql.metrics import format_table
     from text2sql.prepare import load_examples
 
@@ -213,23 +216,26 @@ def evaluate_checkpoint(checkpoint, data_dir, split: str = "test", *, limit: int
     beside = f" (lookup baseline {summary['baseline_accuracy']:.1%})" if "baseline_accuracy" in summary else ""
     print(f"execution accuracy {summary['execution_accuracy']:.1%} [95% CI {lo:.1%}-{hi:.1%}]{beside} on "
           f"{summary['n']} {split} examples -> {out}")
-    if ablation:
-        payload["ablation"] = run_ablation(model, tok, examples, model.config.block_size, max_sql, max_new_tokens,
-                                           batch_size, timeout_s, beam_width)
-        print(f"\n{format_ablation(payload['ablation'], split, beam_width)}")
-        out.write_text(json.dumps(payload, indent=1, default=str))
+    for key, modes in (("ablation", DECODE_MODES if ablation else ()), ("compare", [check_mode(m) for m in compare])):
+        if modes:
+            payload[key] = run_ablation(model, tok, examples, model.config.block_size, max_sql, max_new_tokens,
+                                        batch_size, timeout_s, beam_width, modes)
+            print(f"\n{format_ablation(payload[key], split, beam_width)}")
+            out.write_text(json.dumps(payload, indent=1, default=str))
     payload["out"] = str(out)
     return payload
 
 
 def run_ablation(model, tokenizer, examples, block_size: int, max_sql_tokens: int, max_new_tokens: int = 128,
-                 batch_size: int = 32, timeout_s: float = 2.0, beam_width: int = DEFAULT_BEAM_WIDTH) -> list[dict]:
-    """Every decode mode on the same examples: [{decode, execution_accuracy, valid_sql_rate, seconds_per_question}]."""
+                 batch_size: int = 32, timeout_s: float = 2.0, beam_width: int = DEFAULT_BEAM_WIDTH,
+                 modes: Sequence[str] = DECODE_MODES) -> list[dict]:
+    """Each decode mode on the same examples: [{decode, execution_accuracy, ci95, valid_sql_rate,
+    seconds_per_question, n}]."""
     rows = []
-    for mode in DECODE_MODES:
+    for mode in modes:
         s = evaluate(model, tokenizer, examples, block_size, max_sql_tokens, max_new_tokens, 0.0, batch_size,
                      timeout_s, progress=False, decode=mode, beam_width=beam_width)["summary"]
-        rows.append({"decode": mode, "execution_accuracy": s["execution_accuracy"],
+        rows.append({"decode": mode, "execution_accuracy": s["execution_accuracy"], "ci95": s["ci95"],
                      "valid_sql_rate": s["valid_sql_rate"], "seconds_per_question": s["seconds_per_question"],
                      "n": s["n"]})
     return rows

@@ -55,6 +55,7 @@ the five aggregates, CASE, CAST, `AS` names in the SELECT list.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from bisect import bisect_left
 from decimal import Decimal
 from dataclasses import dataclass, field
@@ -358,6 +359,35 @@ class SchemaIndex:
     spellings each may be written in, and the alias names (T1..T9, minus any that a table or column is
     called: a schema whose names are tags such as t1/c3 gets A1..A9 instead)."""
 
+    # Indexes shared by the checkers of one schema (SchemaIndex.shared): their caches (the FROM-clause
+    # searches behind satisfiable, the join and ON words) depend on the schema alone, never on the question
+    # or the database's values, so every question asked of a database reuses what earlier ones found. On
+    # the main job's held-out split (250 questions over a few databases) the satisfiability search was a
+    # third of the parser's time when each question started from an empty index.
+    _SHARED: "OrderedDict[tuple, SchemaIndex]" = OrderedDict()
+    SHARED_MAX = 32
+
+    @classmethod
+    def shared(cls, schema: Schema) -> "SchemaIndex":
+        """The index of this schema's content (names, types, keys), built once and kept for the last
+        SHARED_MAX schemas."""
+        key = tuple((t.name, tuple((c.name, c.type, c.primary_key, c.references) for c in t.columns))
+                    for t in schema.tables)
+        index = cls._SHARED.get(key)
+        if index is None:
+            index = cls._SHARED[key] = cls(schema)
+            while len(cls._SHARED) > cls.SHARED_MAX:
+                cls._SHARED.popitem(last=False)
+        else:
+            cls._SHARED.move_to_end(key)
+        return index
+
+    @classmethod
+    def clear_shared(cls) -> None:
+        """Forget the shared indexes (a benchmark timing each decode mode from cold; tests that compare
+        against fresh caches)."""
+        cls._SHARED.clear()
+
     def __init__(self, schema: Schema):
         self.columns: dict[str, tuple[str, ...]] = {}
         self.spell: dict[str, set] = {}  # lower-case name -> the schema's own spellings of it
@@ -393,6 +423,7 @@ class SchemaIndex:
         self.join_cache: dict = {}
         self.spelled_cache: dict = {}
         self.words_cache: dict = {}
+        self.parse_cache: dict = {}  # (lexemes, exact case, question_decides) -> Options (SQLPrefixChecker.options)
         self._spellings: dict[str, frozenset] = {}
         self.all_columns = tuple(sorted({c for cols in self.columns.values() for c in cols}))
         self.tables_with: dict[str, tuple[str, ...]] = {
@@ -1238,7 +1269,7 @@ class SQLPrefixChecker:
     def __init__(self, schema: Schema, question: str = "", db_path: str | Path | None = None, real_names=None,
                  exact_case: bool = True, question_decides: bool = False):
         self.exact = exact_case
-        self.index = SchemaIndex(schema)
+        self.index = SchemaIndex.shared(schema)
         self.values = ValueSource(question, db_path, real_names, exact_case, question_decides)
         self._lexemes: list[tuple] = [()]
         self._child: dict[tuple, int] = {}
@@ -1250,8 +1281,24 @@ class SQLPrefixChecker:
     # lexeme prefixes -----------------------------------------------------------------------------------
     def options(self, pid: int) -> Options | None:
         if pid not in self._options:
-            self._options[pid] = parse_prefix(self.index, self.values, self._lexemes[pid], self.exact)
+            lexemes = self._lexemes[pid]
+            if self._question_free(lexemes):  # the same options for every question on this schema
+                key = (lexemes, self.exact, self.values.question_decides)
+                opts = self.index.parse_cache.get(key, key)
+                if opts is key:
+                    opts = self.index.parse_cache[key] = parse_prefix(self.index, self.values, lexemes, self.exact)
+            else:
+                opts = parse_prefix(self.index, self.values, lexemes, self.exact)
+            self._options[pid] = opts
         return self._options[pid]
+
+    @staticmethod
+    def _question_free(lexemes: tuple) -> bool:
+        """Whether parsing these lexemes never asks the ValueSource (so the question and the database's
+        values cannot change the options): the parser asks it only to check a string or number literal
+        (string_complete, number_complete) and, with question_decides, for the question's numbers after
+        BETWEEN. (The literal specs in the options are checked against the values later, per question.)"""
+        return not any(kind in ("s", "n") or (kind == "w" and text == "between") for kind, text in lexemes)
 
     def _push(self, pid: int, lexeme: tuple) -> int | None:
         key = (pid, lexeme)

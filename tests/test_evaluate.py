@@ -25,16 +25,24 @@ def prepared(tmp_path_factory):
 
 
 class OracleModel(torch.nn.Module):
-    """Answers each prompt with the SQL a lookup table holds for it, token by token (like GPT.generate)."""
+    """Answers each prompt with the SQL a lookup table holds for it, token by token, through both of
+    gpt.generate's paths: GPT.generate (a batch of one prompt length) and the forward pass with a left-padded
+    KV cache (mixed lengths). In the cache path every slot it writes holds the row's prompt number (keys)
+    and the batch's padded prompt length (values), so a row that moves when others finish
+    (KVCache.drop) still finds its own answer: a prompt fed to the wrong row gets a wrong answer."""
 
-    def __init__(self, answers: dict, block_size: int):
+    def __init__(self, answers: dict, block_size: int, vocab_size: int):
         super().__init__()
         self.answers = answers
+        self.prompts = list(answers)
         self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.config = type("Config", (), {"block_size": block_size})()
+        self.config = type("Config", (), {"block_size": block_size, "n_layer": 1, "n_head": 1, "n_embd": 1,
+                                          "vocab_size": vocab_size})()
         self.batch_sizes = []
+        self.stop_id = None
 
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, stop_ids=(), generator=None):
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, stop_ids=(), generator=None,
+                 **_):
         self.batch_sizes.append(idx.shape[0])
         stop_id = min(stop_ids)
         rows = [self.answers[tuple(r)] for r in idx.tolist()]
@@ -44,32 +52,55 @@ class OracleModel(torch.nn.Module):
             if all(step >= len(r) - 1 for r in rows):
                 return
 
+    def forward(self, idx, cache):
+        B, T = idx.shape
+        if cache.length == 0:  # the prompts: which one each row holds, written into every slot
+            self.batch_sizes.append(B)
+            pad = cache.pad.tolist() if cache.pad is not None else [0] * B
+            key = torch.tensor([float(self.prompts.index(tuple(r[p:]))) for r, p in zip(idx.tolist(), pad)])
+            width = torch.full((B,), float(T))
+        else:  # one new token per row: read the row's prompt back from its last slot
+            key, width = cache.k[0, :, 0, cache.length - 1, 0], cache.v[0, :, 0, cache.length - 1, 0]
+        cache.append(0, key.view(B, 1, 1, 1).expand(B, 1, T, 1), width.view(B, 1, 1, 1).expand(B, 1, T, 1))
+        cache.length += T
+        logits = torch.zeros(B, 1, self.config.vocab_size)
+        for r in range(B):
+            answer = self.answers[self.prompts[int(key[r])]]
+            step = cache.length - int(width[r])  # tokens this row has generated (and will write next)
+            logits[r, 0, answer[step] if step < len(answer) else self.stop_id] = 1.0
+        return logits
 
-def test_oracle_scores_exactly(prepared):
+
+@pytest.mark.parametrize("block", [128, 512])
+def test_oracle_scores_exactly(prepared, block):
+    """block 128 cuts every prompt to one length (GPT.generate's path); 512 keeps their own (padded batches)."""
     out, tok = prepared
     examples, meta = load_examples(out, "val")
     end = special_token_ids(tok)[SQL_END_TOKEN]
     answers, expected, kept = {}, [], []
     for e in examples:  # two questions cut to the same prompt (block 128) would make the oracle ambiguous
-        prompt = tuple(fit_and_encode_prompt(tok, e.schema, e.question, 128, meta["max_sql_tokens"], e.db_path))
+        prompt = tuple(fit_and_encode_prompt(tok, e.schema, e.question, block, meta["max_sql_tokens"], e.db_path))
         if prompt not in answers:
             answers[prompt] = None
             kept.append(e)
     examples, answers = kept, {}
     assert len(examples) >= 8
     for i, e in enumerate(examples):
-        prompt = tuple(fit_and_encode_prompt(tok, e.schema, e.question, 128, meta["max_sql_tokens"], e.db_path))
+        prompt = tuple(fit_and_encode_prompt(tok, e.schema, e.question, block, meta["max_sql_tokens"], e.db_path))
         wrong = i % 3 == 0  # every third answer is the wrong query
         sql = "SELECT COUNT(*) FROM sqlite_master WHERE 0" if wrong else e.sql
         answers[prompt] = tok.encode_ordinary(sql) + [end]
         expected.append(not wrong)
-    model = OracleModel(answers, 128)
-    report = evaluate.evaluate(model, tok, examples, 128, meta["max_sql_tokens"], batch_size=4, progress=False)
+    model = OracleModel(answers, block, tok.n_vocab)
+    model.stop_id = end
+    report = evaluate.evaluate(model, tok, examples, block, meta["max_sql_tokens"], batch_size=4, progress=False)
     got = [r["exec_match"] for r in report["examples"]]
     assert got == expected
     assert report["summary"]["execution_accuracy"] == pytest.approx(sum(expected) / len(expected))
     assert report["summary"]["valid_sql_rate"] == 1.0
     assert max(model.batch_sizes) <= 4 and len(model.batch_sizes) < len(examples)  # batched by prompt length
+    lengths = {len(p) for p in answers}
+    assert len(lengths) == 1 if block == 128 else len(lengths) > len(model.batch_sizes)  # (mixed-length batches)
     assert sum(r["exact_match"] for r in report["examples"]) == sum(expected)
 
 

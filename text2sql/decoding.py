@@ -16,7 +16,6 @@ SQLConstraint per question (schema, question, database) and hands them over.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,17 +31,18 @@ from text2sql.sql_exec import DEFAULT_TIMEOUT_S, execute_sql
 DECODE_MODES = ("greedy", "constrained", "beam", "beam+exec")
 # The default is the best mode that meets the speed target (within 3x greedy's seconds per question on 2 CPU
 # cores). Measured by bench/decoding.py on the main job's three weight-averaged checkpoints, both held-out
-# splits (bench/results/decoding-shared-2core/): constrained is 0.8-1.6x greedy; beam+exec (width 4) is
-# 3.3-3.8x on held-out domains and 2.3-3.0x on held-out wordings, so it misses the target, although it is
-# the most accurate mode (held-out domains 76.0 / 62.0 / 72.0% against constrained's 72.8 / 61.6 / 71.2%).
-# Its cost is the constraint: each beam's candidates are parsed (about 2/3 of beam search's time), and
-# greedy got cheaper as the models improved (their greedy SQL is short). `--decode beam+exec` stays one
-# flag away, and the main job reports it beside the default. (On earlier 3-layer checkpoints beam+exec was
-# 2.1-2.6x greedy, bench/results/decoding-literals-2core/, and was the default then.)
+# splits (bench/results/decoding-greedy-padded-2core/, greedy through the same padded batches as the other
+# modes): constrained is 1.8-2.3x greedy; beam+exec (width 4) is 4.9-5.8x (3.3-3.8x on held-out domains
+# against the slower greedy of decoding-shared-2core), so it misses the target, although it is the most
+# accurate mode (held-out domains 76.0 / 62.0 / 72.0% against constrained's 72.8 / 61.6 / 71.2%). Its cost
+# is the constraint: each beam's candidates are parsed (about 2/3 of beam search's time), while greedy got
+# cheaper as the models improved (their greedy SQL is short). `--decode beam+exec` stays one flag away, and
+# the main job reports it beside the default. (On earlier 3-layer checkpoints beam+exec was 2.1-2.6x
+# greedy, bench/results/decoding-literals-2core/, and was the default then.)
 DEFAULT_DECODE = "constrained"
 DEFAULT_BEAM_WIDTH = 4
 # beam search stops a question once no live beam is likely to beat its best finished one (gpt.generate.
-# beam_search's early_stop): what keeps beam+exec within the speed target (bench/results/decoding-*)
+# beam_search's early_stop): what kept beam+exec within the speed target on earlier models (bench/results/)
 BEAM_EARLY_STOP = True
 
 
@@ -109,17 +109,6 @@ def choose_by_execution(candidates: list[str], db_path, timeout_s: float = DEFAU
             misses = unsupported_literals(sql, question) if question is not None else 0
             ranked.append((not r.rows, misses, rank, sql))
     return min(ranked)[3] if ranked else candidates[0]
-
-
-def equal_length_batches(prompts: list[list[int]], batch_size: int):
-    """(length, indices) of batches of at most batch_size prompts of one length, shortest first (for a
-    model.generate call without padding: text2sql/evaluate.py's greedy path)."""
-    by_length = defaultdict(list)
-    for i, p in enumerate(prompts):
-        by_length[len(p)].append(i)
-    for length, indices in sorted(by_length.items()):
-        for start in range(0, len(indices), batch_size):
-            yield length, indices[start:start + batch_size]
 
 
 # How much left padding a batch may add, as a fraction of its longest prompt. Padding costs compute in two

@@ -28,8 +28,8 @@ import torch
 
 from gpt.device import DEVICE_CHOICES, pick_device
 from text2sql.decoding import (DECODE_MODES, DEFAULT_BEAM_WIDTH, DEFAULT_DECODE, check_mode, decode_sql_batch,
-                               equal_length_batches, sql_context)
-from text2sql.prompt import (DEFAULT_MAX_SQL_TOKENS, check_prompt_version, decode_sql, fit_and_encode_prompt,
+                               sql_context)
+from text2sql.prompt import (DEFAULT_MAX_SQL_TOKENS, check_prompt_version, fit_and_encode_prompt,
                              special_token_ids)
 from text2sql.baseline import LookupBaseline
 from text2sql.schema import Schema
@@ -40,34 +40,11 @@ from train.checkpoint import load_checkpoint, load_for_inference
 def generate_sql_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
                        batch_size: int = 32, seed: int = 0, on_done=None, decode: str = "greedy", contexts=None,
                        beam_width: int = DEFAULT_BEAM_WIDTH) -> list[str]:
-    """SQL text for each prompt (token ids ending in <|sql|>). Greedy decodes prompts of equal length together
-    (the other modes go through text2sql.decoding.decode_sql_batch, whose batches are left-padded); on_done(n)
-    reports progress. Modes
-    other than greedy (text2sql/decoding.py) need contexts: the schema, question and database per prompt."""
-    if decode != "greedy":
-        return decode_sql_batch(model, tokenizer, prompts, contexts, decode, max_new_tokens, beam_width,
-                                batch_size, temperature, seed, on_done=on_done)
-    stop_ids = set(special_token_ids(tokenizer).values())  # the SQL ends at <|end|> (or any control token)
-    device = next(model.parameters()).device
-    block = model.config.block_size
-    generator = torch.Generator(device=device).manual_seed(seed)
-    # ids past the tokenizer's vocabulary (the embedding's padding) are never produced
-    padding = {"n_vocab": tokenizer.n_vocab} if getattr(model.config, "vocab_size", 0) > tokenizer.n_vocab else {}
-    out: list[str] = [""] * len(prompts)
-    for length, chunk in equal_length_batches(prompts, batch_size):
-        idx = torch.tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)
-        steps = min(max_new_tokens, block - length)
-        rows = [[] for _ in chunk]
-        if steps > 0:
-            for tok in model.generate(idx, steps, temperature=temperature, stop_ids=stop_ids,
-                                      generator=generator, **padding):
-                for r, t in enumerate(tok[:, 0].tolist()):
-                    rows[r].append(t)
-        for i, ids in zip(chunk, rows):
-            out[i] = decode_sql(tokenizer, ids, contexts[i].schema if contexts else None)
-        if on_done is not None:
-            on_done(len(chunk))
-    return out
+    """SQL text for each prompt (token ids ending in <|sql|>), decoded by text2sql.decoding.decode_sql_batch
+    (batches of similar length, left-padded; each prompt gets the SQL it gets alone); on_done(n) reports
+    progress. Modes other than greedy need contexts: the schema, question and database per prompt."""
+    return decode_sql_batch(model, tokenizer, prompts, contexts, check_mode(decode), max_new_tokens, beam_width,
+                            batch_size, temperature, seed, on_done=on_done)
 
 
 def evaluate(model, tokenizer, examples, block_size: int, max_sql_tokens: int, max_new_tokens: int = 128,

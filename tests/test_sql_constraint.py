@@ -277,7 +277,7 @@ def shared_items(tmp_path_factory, schema, db):
     under questions that differ only in their numbers and strings (the BETWEEN rule and IN lists read the
     question's numbers; literals are checked against the question)."""
     tmp = tmp_path_factory.mktemp("shared")
-    synthetic.generate(tmp, seed=3, num_databases=4, train_per_db=25, eval_per_db=5, progress=False)
+    synthetic.generate(tmp, seed=3, num_databases=8, train_per_db=30, eval_per_db=5, progress=False)
     items = []
     for split in sorted(tmp.glob("*.json")):
         if split.name != "tables.json":
@@ -287,7 +287,7 @@ def shared_items(tmp_path_factory, schema, db):
     between = "SELECT name FROM employee WHERE age BETWEEN 30 AND 45 AND city IN ('Paris', 'Oslo')"
     items += [(schema, q, db, between) for q in ("aged 30 to 45 in Paris or Oslo", "aged 38 to 50 in Oslo",
                                                  "aged 30 to 45, city Paris or Oslo, not 99")]
-    assert len({p for _, _, p, _ in items}) >= 5
+    assert len(items) > 150 and len({p for _, _, p, _ in items}) >= 9
     return items
 
 

@@ -3,6 +3,7 @@ evaluates on the held-out test databases and prints examples with generated SQL 
 report it writes has the metrics. (Accuracy is not asserted here: a 15-step model is not meant to be
 accurate. The real run's numbers are in the README.)"""
 import json
+from pathlib import Path
 
 from text2sql import demo
 
@@ -15,7 +16,7 @@ def test_main_job_tiny_budget(tmp_path, capsys):
             "--set", "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "train.batch_size=4", "train.compile=false",
             "train.eval_iters=1", "train.warmup_steps=2", "train.log_interval=4"]
     assert demo.main(args) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert out.count("generated: ") == 4 and "exec acc" in out and "execution accuracy" in out  # 2 per test split
     assert "held-out evaluation" in out and "lookup baseline" in out
     report = json.loads((run / "eval_test_domains.json").read_text())
@@ -30,6 +31,10 @@ def test_main_job_tiny_budget(tmp_path, capsys):
     assert report["decode"] == DEFAULT_DECODE != "beam+exec"
     assert [r["decode"] for r in report["compare"]] == ["beam+exec"] and report["compare"][0]["n"] == 6
     assert out.count("beam+exec ") >= 2 and f"decoded {DEFAULT_DECODE}" in out
+    # it ends with an ask command on a held-out-domain database that exists
+    hint = err.rsplit("python -m text2sql.ask", 1)[1]
+    db = hint.split("--db ")[1].split()[0]
+    assert db == report["examples"][0]["db_path"] and Path(db).is_file()
     # a second run reuses the prepared data and starts training afresh
     args[args.index("--max-steps") + 1] = "2"
     args[args.index("--eval-limit") + 1] = "1"

@@ -121,7 +121,7 @@ def run_demo(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     train_seconds = time.time() - t1
-    results, compared = {}, {}
+    results, compared, held_out_dbs = {}, {}, []
     decode = args.decode or DEFAULT_DECODE
     # the most accurate mode beside the default, which must meet the speed target (text2sql/decoding.py)
     compare = [] if decode == "beam+exec" else ["beam+exec"]
@@ -131,6 +131,7 @@ def run_demo(args) -> int:
                                       progress=not args.no_progress, compare=compare)
         results[split] = payload["summary"]
         compared[split] = payload.get("compare", [])
+        held_out_dbs = held_out_dbs if split != "test_domains" else [r["db_path"] for r in payload["examples"]]
         files = add_evaluation(payload, Path(args.out) / "report" / split)  # PNG charts + an HTML page
         print(f"[demo] report: {files['html']}", file=sys.stderr)
     print(f"\nheld-out evaluation (execution accuracy, 95% interval, decoded {decode}; the lookup baseline on the "
@@ -145,9 +146,9 @@ def run_demo(args) -> int:
             print(f"  {'':<14} {row['decode']:<9} {row['execution_accuracy']:6.1%} [{lo:.1%}-{hi:.1%}]   "
                   f"({row['seconds_per_question'] * 1000:.0f} ms a question; {decode}: "
                   f"{summary['seconds_per_question'] * 1000:.0f} ms)")
-    db = data / "synthetic" / "database" / "company_000" / "company_000.sqlite"
     hint = ""
-    if db.is_file():
+    db = Path(held_out_dbs[0]) if held_out_dbs else None  # a database of a domain training never saw
+    if db is not None and db.is_file():
         from text2sql.schema import read_schema
 
         table = read_schema(db).tables[-1].name

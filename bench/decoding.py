@@ -98,6 +98,7 @@ def main(argv=None) -> int:
     from text2sql.evaluate import evaluate
     from text2sql.prepare import load_examples
     from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS
+    from text2sql.sql_constraint import SchemaIndex
     from train.checkpoint import load_for_inference
 
     data = Path(args.data)
@@ -116,8 +117,6 @@ def main(argv=None) -> int:
     result["per_token"] = token_costs(model, tok, examples, block, max_sql, args.beam_width, args.cost_examples)
     print(json.dumps(result["per_token"]), file=sys.stderr)
     modes, preds = [], []
-    from text2sql.sql_constraint import SchemaIndex
-
     for mode in args.modes.split(","):
         # every mode starts from cold caches, as in a fresh process: the schema indexes the constraint
         # shares between questions (SchemaIndex.shared) would otherwise carry one mode's work to the next

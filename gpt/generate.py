@@ -282,8 +282,9 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
         dead = [a * k + j for a, b in enumerate(active) if ended[b] for j in range(k)]
         if len(dead) == len(src) or step == max_new_tokens - 1:
             break
-        if src != list(range(len(src))):
-            _reorder_generated(cache, torch.tensor(src, dtype=torch.long, device=device), T)
+        moved = [i for i, s in enumerate(src) if s != i]  # a beam that extends itself keeps its keys
+        if moved:
+            _reorder_generated(cache, moved, [src[i] for i in moved], T)
         if dead:  # prompts that ended leave: the last prompts' rows move into their places (KVCache.drop)
             order = cache.drop(dead)
             tok = [tok[i] for i in order]
@@ -357,17 +358,15 @@ def _best_allowed(cand, b, k, vocab, limit, beams, stop_set, constraint, lazy, f
         n = min(n * 4, cand.numel())
 
 
-def _reorder_generated(cache: KVCache, index: torch.Tensor, start: int):
+def _reorder_generated(cache: KVCache, rows: list[int], sources: list[int], start: int):
     """KVCache.reorder for beams whose rows share positions [0, start) (the prompt: every slot copies a beam
-    of its own prompt): only the generated positions [start, length) move."""
+    of its own prompt): row rows[i] takes the generated positions [start, length) of row sources[i]; the
+    other rows keep theirs. The right side is gathered before it is written, so a row may read one that is
+    overwritten in the same copy."""
     if cache.k is None or cache.length <= start:
         return
     end = cache.length
-    # only the rows that change (a beam that extends itself keeps its keys): the right side is gathered
-    # before it is written, so a row may read one that is overwritten in the same copy
-    moved = (index != torch.arange(index.numel(), device=index.device)).nonzero().flatten()
-    if moved.numel() == 0:
-        return
-    src = index[moved]
-    cache.k[:, moved, :, start:end] = cache.k[:, src, :, start:end]
-    cache.v[:, moved, :, start:end] = cache.v[:, src, :, start:end]
+    dst = torch.tensor(rows, dtype=torch.long, device=cache.k.device)
+    src = torch.tensor(sources, dtype=torch.long, device=cache.k.device)
+    cache.k[:, dst, :, start:end] = cache.k[:, src, :, start:end]
+    cache.v[:, dst, :, start:end] = cache.v[:, src, :, start:end]

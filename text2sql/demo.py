@@ -121,8 +121,8 @@ def run_demo(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     train_seconds = time.time() - t1
-    results, compared, held_out_dbs = {}, {}, []
-    decode = args.decode or DEFAULT_DECODE
+    results, compared, held_out_db = {}, {}, None
+    decode = args.decode
     # the most accurate mode beside the default, which must meet the speed target (text2sql/decoding.py)
     compare = [] if decode == "beam+exec" else ["beam+exec"]
     for split in TEST_SPLITS:
@@ -131,7 +131,8 @@ def run_demo(args) -> int:
                                       progress=not args.no_progress, compare=compare)
         results[split] = payload["summary"]
         compared[split] = payload.get("compare", [])
-        held_out_dbs = held_out_dbs if split != "test_domains" else [r["db_path"] for r in payload["examples"]]
+        if split == "test_domains" and payload["examples"]:
+            held_out_db = Path(payload["examples"][0]["db_path"])  # a database of a domain training never saw
         files = add_evaluation(payload, Path(args.out) / "report" / split)  # PNG charts + an HTML page
         print(f"[demo] report: {files['html']}", file=sys.stderr)
     print(f"\nheld-out evaluation (execution accuracy, 95% interval, decoded {decode}; the lookup baseline on the "
@@ -147,7 +148,7 @@ def run_demo(args) -> int:
                   f"({row['seconds_per_question'] * 1000:.0f} ms a question; {decode}: "
                   f"{summary['seconds_per_question'] * 1000:.0f} ms)")
     hint = ""
-    db = Path(held_out_dbs[0]) if held_out_dbs else None  # a database of a domain training never saw
+    db = held_out_db
     if db is not None and db.is_file():
         from text2sql.schema import read_schema
 

@@ -122,8 +122,9 @@ def run_recipe(args) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
     # --resume: a step whose folder was made by the same step with the same options (a stamp file, written
-    # when a prepare step ends and when a training stage starts) is reused or continued; once one step has to run again, or a training stage
-    # trains more steps, every later stage starts fresh (it was made from what came before)
+    # when a prepare step ends and when a training stage starts) is reused or continued; once one step has to
+    # run again, or a training stage trains more steps, every later stage starts fresh (it was made from what
+    # came before)
     fresh = [not args.resume]
     versions = {"prompt": PROMPT_VERSION, "generator": synthetic.GENERATOR_VERSION}
 

@@ -23,6 +23,8 @@
 #               decision that fails them is not applied (renamed tuned.rejected.json)
 #   4 kernels   target shapes with the winners: ours / reference / SDPA (default + each backend
 #               pinned) / torch.compile(reference); card copy bandwidth and bf16 matmul rate
+#   4b profile  where the time goes (bench.profile_gpu, torch.profiler): LayerNorm fwd+bwd, then
+#               GPT-2 124M steps eager and compiled, ours vs PyTorch: wall, host and GPU kernel time
 #   5 train     GPT-2 124M T=1024 bf16 compiled, our kernels (with the winners) vs plain PyTorch
 #               with the fastest SDPA backend step 4 found; tokens/s and MFU
 #   6 summary   printed last (and <out>/summary.txt)
@@ -82,12 +84,13 @@ export TRITON_DEFAULT_FP_FUSION=${TRITON_DEFAULT_FP_FUSION:-1}  # triton 3.9 war
 # specialisations plus the LayerNorm/cross-entropy kernels and two torch.compile tests (split over
 # 4 processes); the build is ~30-60 s; the sweep warm-up compiles ~40 kernel configs in 4 processes.
 LIM_ENV=20
-LIM_PREPARE=190       # the whole parallel group (each member has its own limit below, all <= this)
-LIM_BUILD=150 LIM_TESTS=190 LIM_WARM=170 LIM_EXPLAIN=120 LIM_TRAIN_WARM=190
-LIM_SWEEP=60 SWEEP_BUDGET=40
+LIM_PREPARE=175       # the whole parallel group (each member has its own limit below, all <= this)
+LIM_BUILD=150 LIM_TESTS=175 LIM_WARM=170 LIM_EXPLAIN=120 LIM_TRAIN_WARM=175
+LIM_SWEEP=45 SWEEP_BUDGET=35
 LIM_TUNED_CHECK=50    # only when the sweep changed a decision and >= TUNED_CHECK_MIN_LEFT s are left
 TUNED_CHECK_MIN_LEFT=230
 LIM_KERNELS=100 KERNELS_BUDGET=70
+LIM_PROFILE=100      # LayerNorm + eager steps ~30 s; the compiled steps reuse the train warm-up's Inductor cache
 [ "$QUICK" = 1 ] && { LIM_SWEEP=40; SWEEP_BUDGET=25; }
 [ "$FULL_KERNELS" = 1 ] && { LIM_KERNELS=200; KERNELS_BUDGET=170; }
 TRAIN_MIN=60          # the training step gets what is left of the budget, at least this much
@@ -244,6 +247,9 @@ else
     --no-plots --out "$RESULTS/kernels"
 fi
 
+# 4b. where the time goes: kernel time against wall and host time (LayerNorm; a GPT-2 124M step)
+run_step profile $LIM_PROFILE "${TUNED_ENV[@]}" $PY -m bench.profile_gpu --compile --out "$RESULTS/profile"
+
 # 5. GPT-2 124M: our kernels (with the winners) vs plain PyTorch pinned to the fastest SDPA backend
 BASELINE=torch+compile
 if [ -f "$RESULTS/kernels/sdpa.json" ]; then
@@ -301,6 +307,10 @@ fi
   fi
   if [ -f "$RESULTS/kernels.log" ]; then
     echo; echo "-- kernels (the harness's own summary):"; sed -n '/^card: /,$p' "$RESULTS/kernels.log" | tail -n 60
+  fi
+  if [ -f "$RESULTS/profile/profile.txt" ]; then
+    echo; echo "-- where the time goes (bench.profile_gpu; every kernel in profile/profile.txt):"
+    grep -v -E '^  +[0-9.]+ ms  x' "$RESULTS/profile/profile.txt" | grep -v '^  top kernels' | head -n 70
   fi
   if [ -f "$RESULTS/train.log" ]; then
     echo; echo "-- training throughput (baseline $BASELINE):"; sed -n '/^training throughput:/,$p' "$RESULTS/train.log"

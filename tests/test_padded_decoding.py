@@ -44,20 +44,20 @@ def rounding_tolerance(model, y, keys):
     return 2 * gamma * scale
 
 
-def padded_and_alone_logits(model, prompts, steps, seed):
+def padded_and_alone_logits(model, prompts, steps, seed, device="cpu"):
     """Logits of every real position: the prompts left-padded in one batch, then `steps` tokens fed one
     at a time through the padded cache; and each prompt alone through its own cache. Also the tolerance."""
     g = torch.Generator().manual_seed(seed + 1)
-    fed = torch.randint(10, N_VOCAB, (len(prompts), steps), generator=g)
-    idx, pad = left_pad(prompts, "cpu", BLOCK)
+    fed = torch.randint(10, N_VOCAB, (len(prompts), steps), generator=g).to(device)
+    idx, pad = left_pad(prompts, device, BLOCK)
     assert pad is not None
-    cache = KVCache(model.config, len(prompts), idx.shape[1] + steps, "cpu", pad=pad)
+    cache = KVCache(model.config, len(prompts), idx.shape[1] + steps, device, pad=pad)
     ys = [model.hidden_states(idx, cache)] + [model.hidden_states(fed[:, s:s + 1], cache) for s in range(steps)]
     y_padded = torch.cat(ys, dim=1)
     padded, alone, tol = [], [], 0.0
     for r, p in enumerate(prompts):
-        c = KVCache(model.config, 1, len(p) + steps, "cpu")  # no pad: the kernels.attention path
-        ys = [model.hidden_states(torch.tensor([p]), c)] + [model.hidden_states(fed[r:r + 1, s:s + 1], c)
+        c = KVCache(model.config, 1, len(p) + steps, device)  # no pad: the kernels.attention path
+        ys = [model.hidden_states(torch.tensor([p], device=device), c)] + [model.hidden_states(fed[r:r + 1, s:s + 1], c)
                                                             for s in range(steps)]
         y_alone = torch.cat(ys, dim=1)[0]
         alone.append(y_alone @ model.wte.weight.t())
@@ -72,6 +72,20 @@ def test_padded_logits_equal_each_prompt_alone(dtype):
     prompts = random_prompts([23, 5, 40, 17, 40, 1], seed=7)
     with torch.no_grad():
         padded, alone, tol = padded_and_alone_logits(model, prompts, steps=6, seed=3)
+    for p, a in zip(padded, alone):
+        assert p.shape == a.shape
+        assert (p - a).abs().max().item() <= tol, ((p - a).abs().max().item(), tol)
+
+
+@pytest.mark.cuda
+def test_cuda_padded_logits_equal_each_prompt_alone(monkeypatch):
+    """The same on a GPU: the padded batch takes SDPA with the padding mask, each prompt alone our
+    Triton attention (KERNELS_BACKEND=auto), both in fp32 (no TF32: PyTorch's default for matmuls)."""
+    monkeypatch.setenv("KERNELS_BACKEND", "auto")
+    model = make_model().cuda()
+    prompts = random_prompts([23, 5, 40, 17, 40, 1], seed=7)
+    with torch.no_grad():
+        padded, alone, tol = padded_and_alone_logits(model, prompts, steps=6, seed=3, device="cuda")
     for p, a in zip(padded, alone):
         assert p.shape == a.shape
         assert (p - a).abs().max().item() <= tol, ((p - a).abs().max().item(), tol)
@@ -175,6 +189,30 @@ def test_beam_search_padded_batch_equals_each_prompt_alone(early_stop):
         assert [h.logprob for h in hs] == pytest.approx([h.logprob for h in ha], abs=1e-4)
     assert all(len(h.ids) <= BLOCK - n for hs, n in zip(together, LENGTHS) for h in hs)
     assert any(not h.finished for hs in together for h in hs), "some prompt should run out of context"
+
+
+@pytest.mark.cuda
+def test_cuda_greedy_and_beam_padded_batches_equal_each_prompt_alone(monkeypatch):
+    """Greedy and beam search on a GPU (KV-cache copies and drops, SDPA with a mask for the padded
+    batch, our attention for one prompt): the same ids as each prompt decoded alone. In fp32: decoding's
+    bf16 autocast would round the two paths' logits apart by ~1e-2, enough to flip near-ties of an
+    untrained model's argmax; fp32 leaves ~1e-6, as on the CPU."""
+    import gpt.generate
+
+    monkeypatch.setenv("KERNELS_BACKEND", "auto")
+    monkeypatch.setattr(gpt.generate, "_autocast", lambda device: torch.autocast("cuda", enabled=False))
+    model = make_model().cuda()
+    prompts = random_prompts(LENGTHS, seed=22)
+    rows = [ResidueRow(r % 3, 2 + r % 4) for r in range(len(prompts))]
+    greedy = decode_batch(model, prompts, 12, 0.0, {STOP}, n_vocab=N_VOCAB, constraint=PerRowConstraint(rows))
+    assert greedy == [decode_batch(model, [p], min(12, BLOCK - len(p)), 0.0, {STOP}, n_vocab=N_VOCAB,
+                                   constraint=PerRowConstraint([rows[r]]))[0] for r, p in enumerate(prompts)]
+    together = beam_search(model, prompts, 3, 12, {STOP}, n_vocab=N_VOCAB, constraint=PerRowConstraint(rows))
+    alone = [beam_search(model, [p], 3, 12, {STOP}, n_vocab=N_VOCAB, constraint=PerRowConstraint([rows[r]]))[0]
+             for r, p in enumerate(prompts)]
+    for hs, ha in zip(together, alone):
+        assert [(h.ids, h.finished) for h in hs] == [(h.ids, h.finished) for h in ha]
+        assert [h.logprob for h in hs] == pytest.approx([h.logprob for h in ha], abs=1e-4)
 
 
 def test_unpadded_batches_take_the_causal_kernel(monkeypatch):

@@ -168,7 +168,12 @@ class CausalSelfAttention(nn.Module):
         """attn_mask: (B, 1, T, keys) bool from KVCache.attention_mask, given only when the cache rows are
         left-padded; otherwise the causal kernel runs (training, and decoding prompts of one length)."""
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
+        qkv = self.qkv(x)
+        if cache is None and attn_mask is None:
+            # training and cache-free forwards: the packed op reads q, k, v where the projection
+            # wrote them and writes the heads side by side (no transpose copies; kernels/attention.py)
+            return self.dropout(self.proj(kernels.attention_qkv(qkv, self.n_head, causal=True)))
+        q, k, v = qkv.split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if cache is not None:  # decoding: attend to everything cached (the mask aligns to the end)
             k, v = cache.append(layer, k, v)

@@ -751,10 +751,13 @@ def _dot_precision(dtype: torch.dtype) -> str:
 # Launchers and autograd
 # ----------------------------------------------------------------------------------------------
 
-def _flash_forward_impl(q, k, v, causal: bool, scale: float):
+def _flash_forward_impl(q, k, v, causal: bool, scale: float, o: torch.Tensor | None = None):
+    """o: where to write the output, any (B, H, T_Q, D) view with unit stride along D (default: a
+    new contiguous tensor); the kernel addresses it through its strides."""
     B, H, T_Q, D = q.shape
     T_K = k.shape[2]
-    o = torch.empty((B, H, T_Q, D), dtype=q.dtype, device=q.device)
+    if o is None:
+        o = torch.empty((B, H, T_Q, D), dtype=q.dtype, device=q.device)
     lse2 = torch.empty((B, H, T_Q), dtype=torch.float32, device=q.device)
     if o.numel() == 0:
         return o, lse2
@@ -784,12 +787,17 @@ def _launch(natural_kernel, scheduled_kernel, schedule: str, n_tiles: int, n_hea
         scheduled_kernel[grid](*args, **kwargs, SCHEDULE=code)
 
 
-def _flash_backward_impl(do, q, k, v, o, lse2, causal: bool, scale: float, deterministic: bool = True):
+def _flash_backward_impl(do, q, k, v, o, lse2, causal: bool, scale: float, deterministic: bool = True,
+                         grads: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
+    """grads: (dq, dk, dv) views to write into, as `o` in the forward (default: new contiguous ones)."""
     B, H, T_Q, D = q.shape
     T_K = k.shape[2]
-    dq = torch.empty_like(q, memory_format=torch.contiguous_format)
-    dk = torch.empty_like(k, memory_format=torch.contiguous_format)
-    dv = torch.empty_like(v, memory_format=torch.contiguous_format)
+    if grads is None:
+        dq = torch.empty_like(q, memory_format=torch.contiguous_format)
+        dk = torch.empty_like(k, memory_format=torch.contiguous_format)
+        dv = torch.empty_like(v, memory_format=torch.contiguous_format)
+    else:
+        dq, dk, dv = grads
     if T_Q == 0 or T_K == 0 or B * H == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
     cfgs = _configs_for(q)
@@ -808,6 +816,9 @@ def _flash_backward_impl(do, q, k, v, o, lse2, causal: bool, scale: float, deter
                  H, T_Q, T_K, scale, scale * LOG2_E, dq_acc, *dq_acc.stride()),
                 dict(CAUSAL=causal, HEAD_DIM=D, BLOCK_M=c.block_m, BLOCK_N=c.block_n,
                      DOT_PRECISION=precision, num_warps=c.num_warps, num_stages=c.num_stages))
+        if grads is not None:
+            dq.copy_(dq_acc)
+            return dq, dk, dv
         return dq_acc if q.dtype == torch.float32 else dq_acc.to(q.dtype), dk, dv
     c = cfgs.dkdv
     _launch(_attn_bwd_dkdv, _attn_bwd_dkdv_scheduled, cfgs.schedule, triton.cdiv(T_K, c.block_n),
@@ -876,6 +887,98 @@ def _backward(ctx, do, _dlse2):
 flash_attention_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
+# ----------------------------------------------------------------------------------------------
+# The packed layout a GPT block has: qkv (B, T, 3C) straight from the projection, output (B, T, C)
+# straight into the next one. The kernels address q, k, v, o and the gradients through strides, so
+# q = qkv[..., :C] seen as (B, H, T, D) needs no copy, the output is written in (B, T, H, D) order,
+# and the backward writes dq, dk, dv into one (B, T, 3C) gradient. With the (B, H, T, D) op the model
+# paid for a transpose copy of the output in the forward and for a transpose + concatenation of dq,
+# dk, dv in the backward: 12 of those took 2.1 ms of a 35 ms GPT-2 124M step on an H200
+# (bench/profile_gpu.py, bench/results/gpu-H200-20261128).
+# ----------------------------------------------------------------------------------------------
+
+def _qkv_views(qkv: torch.Tensor, n_head: int):
+    """q, k, v as (B, H, T, D) views of the packed (B, T, 3C) tensor (no copy)."""
+    B, T, C3 = qkv.shape
+    t = qkv.view(B, T, 3, n_head, C3 // (3 * n_head))
+    return tuple(t[:, :, i].transpose(1, 2) for i in range(3))
+
+
+def _bthd_view(t: torch.Tensor, n_head: int) -> torch.Tensor:
+    """(B, T, C) seen as (B, H, T, D)."""
+    B, T, C = t.shape
+    return t.view(B, T, n_head, C // n_head).transpose(1, 2)
+
+
+@torch.library.custom_op("text2sql::flash_attention_qkv_forward", mutates_args=())
+def flash_attention_qkv_forward(qkv: torch.Tensor, n_head: int, causal: bool, scale: float,
+                                deterministic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(O, LSE2) for the packed qkv (B, T, 3C): O is (B, T, C), heads side by side; LSE2 (B, H, T)."""
+    B, T, C3 = qkv.shape
+    o = torch.empty((B, T, C3 // 3), dtype=qkv.dtype, device=qkv.device)
+    q, k, v = _qkv_views(qkv, n_head)
+    _, lse2 = _flash_forward_impl(q, k, v, causal, scale, o=_bthd_view(o, n_head))
+    return o, lse2
+
+
+@flash_attention_qkv_forward.register_fake
+def _(qkv, n_head, causal, scale, deterministic):
+    B, T, C3 = qkv.shape
+    return qkv.new_empty((B, T, C3 // 3)), qkv.new_empty((B, n_head, T), dtype=torch.float32)
+
+
+@torch.library.custom_op("text2sql::flash_attention_qkv_backward", mutates_args=())
+def flash_attention_qkv_backward(do: torch.Tensor, qkv: torch.Tensor, o: torch.Tensor, lse2: torch.Tensor,
+                                 n_head: int, causal: bool, scale: float, deterministic: bool) -> torch.Tensor:
+    """d(qkv) (B, T, 3C), written in place of the three gradients' concatenation."""
+    dqkv = torch.empty(qkv.shape, dtype=qkv.dtype, device=qkv.device)
+    q, k, v = _qkv_views(qkv, n_head)
+    _flash_backward_impl(_bthd_view(do.contiguous(), n_head), q, k, v, _bthd_view(o, n_head), lse2,
+                         causal, scale, deterministic, grads=_qkv_views(dqkv, n_head))
+    return dqkv
+
+
+@flash_attention_qkv_backward.register_fake
+def _(do, qkv, o, lse2, n_head, causal, scale, deterministic):
+    return qkv.new_empty(qkv.shape)
+
+
+def _qkv_setup_context(ctx, inputs, output):
+    qkv, n_head, causal, scale, deterministic = inputs
+    o, lse2 = output
+    ctx.save_for_backward(qkv, o, lse2)
+    ctx.args = (n_head, causal, scale, deterministic)
+    ctx.mark_non_differentiable(lse2)
+
+
+def _qkv_backward(ctx, do, _dlse2):
+    qkv, o, lse2 = ctx.saved_tensors
+    return flash_attention_qkv_backward(do, qkv, o, lse2, *ctx.args), None, None, None, None
+
+
+flash_attention_qkv_forward.register_autograd(_qkv_backward, setup_context=_qkv_setup_context)
+
+
+def attention_qkv(qkv, n_head: int, causal=True, scale=None, deterministic=True):
+    """Attention over the packed projection output: qkv (B, T, 3C) holds q, k, v side by side, each
+    n_head heads of C / n_head; returns (B, T, C), the heads side by side, ready for the output
+    projection. The same function as attention() on q, k, v split and transposed to (B, H, T, D),
+    with the output transposed back, but the Triton path makes none of those copies."""
+    if qkv.dim() != 3 or qkv.shape[-1] % (3 * n_head):
+        raise ValueError(f"attention_qkv expects (B, T, 3 * n_head * D); got {tuple(qkv.shape)} "
+                         f"with n_head={n_head}")
+    B, T, C3 = qkv.shape
+    d = C3 // (3 * n_head)
+    if use_triton(qkv) and qkv.dtype in SUPPORTED_DTYPES and d in SUPPORTED_HEAD_DIMS:
+        scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+        deterministic = bool(deterministic) and os.environ.get("KERNELS_ATTENTION_DQ", "") != "atomic"
+        return flash_attention_qkv_forward(qkv.contiguous(), n_head, bool(causal), scale, deterministic)[0]
+    # PyTorch, or head dims the kernels take only zero-padded: split, attend, join
+    q, k, v = (t.view(B, T, n_head, d).transpose(1, 2) for t in qkv.split(C3 // 3, dim=2))
+    y = attention(q, k, v, causal=causal, scale=scale, deterministic=deterministic)
+    return y.transpose(1, 2).contiguous().view(B, T, C3 // 3)
+
+
 def _check_inputs(q, k, v) -> None:
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(f"attention expects (B, H, T, D) tensors; got q {tuple(q.shape)}, "
@@ -922,5 +1025,5 @@ def attention(q, k, v, causal=True, scale=None, deterministic=True):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=j <= i + (tk - tq), scale=scale)
 
 
-__all__ = ["attention", "flash_attention_forward", "flash_attention_backward", "pick_configs",
+__all__ = ["attention", "attention_qkv", "flash_attention_forward", "flash_attention_qkv_forward", "flash_attention_backward", "pick_configs",
            "AttentionConfigs", "TileConfig", "SUPPORTED_HEAD_DIMS", "SCHEDULES", "tuned_entry"]

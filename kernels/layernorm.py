@@ -25,6 +25,7 @@ a GPU run shows "blocked" faster):
                                          (one partial row per program), for widths up to
                                          BLOCKED_BWD_MAX_WIDTH, dw/db in the same pass as dh
 """
+import functools
 import os
 
 import torch
@@ -299,13 +300,24 @@ def launch_config(n: int) -> tuple[int, int]:
     return block_n, num_warps
 
 
+@functools.lru_cache(maxsize=None)
+def _sm_count_of(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device, asked once per device: every backward call needs it,
+    and a GPU step is short enough that host time per launch counts (bench/profile_gpu.py)."""
+    return _sm_count_of(device.index if device.index is not None else torch.cuda.current_device())
+
+
 def backward_programs(m: int, n: int, device: torch.device) -> int:
     """How many programs share the rows in the backward (each writes one row of dw/db partials).
 
     Enough programs for ~32 warps per SM (a memory-bound loop needs many loads in flight), while
     the final reduction over the (programs, N) fp32 partials stays small next to the rows."""
     if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        sms = _sm_count(device)
         warps = launch_config(n)[1] if n <= FUSED_BWD_MAX_WIDTH else DWDB_NUM_WARPS
         return max(1, min(m, sms * max(2, 32 // warps)))
     return max(1, min(m, 4))  # Triton's CPU interpreter: few programs, long row loops
@@ -354,7 +366,7 @@ def blocked_backward_programs(m: int, n: int, device: torch.device) -> int:
     _, rows, num_warps = blocked_config(n, "BWD")
     blocks = triton.cdiv(max(m, 1), rows)
     if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        sms = _sm_count(device)
         programs = sms * max(1, BLOCKED_BWD_WARPS_PER_SM // num_warps)
     else:
         programs = BLOCKED_BWD_PROGRAMS_NO_CUDA

@@ -147,6 +147,19 @@ def test_attention_opcheck(device, causal, extra):
             (do, q.detach(), k.detach(), v.detach(), o, lse2, causal, 0.25), extra)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("extra", attention_variants(),
+                         ids=lambda e: ",".join(f"{k}={v}" for k, v in e.items()) or "plain")
+def test_attention_qkv_opcheck(device, extra):
+    qkv = rand(2, 19, 3 * 2 * 16, device=device, seed=31)  # (B, T, 3C), 2 heads of 16
+    det = extra.get("deterministic", True)
+    opcheck(attn.flash_attention_qkv_forward, (qkv, 2, True, 0.25, det))
+    with torch.no_grad():
+        o, lse2 = attn.flash_attention_qkv_forward(qkv, 2, True, 0.25, det)
+    do = rand(2, 19, 2 * 16, device=device, seed=32, requires_grad=False)
+    opcheck(attn.flash_attention_qkv_backward, (do, qkv.detach(), o, lse2, 2, True, 0.25, det))
+
+
 # ---- torch.compile: one graph, one node per kernel call ----
 
 def compile_and_count(fn, *args):
@@ -196,9 +209,9 @@ def test_compiled_gpt_one_node_per_kernel(device):
     # last one is ln_f), one attention per block, and the LM head + loss ("sum": its backward only
     # scales the gradients the forward made, so no backward op).
     n = config.n_layer
-    forward = {"layer_norm_forward": 2 * n + 1, "flash_attention_forward": n,
+    forward = {"layer_norm_forward": 2 * n + 1, "flash_attention_qkv_forward": n,
                "linear_cross_entropy_forward": 1}
-    backward = {"layer_norm_backward": 2 * n + 1, "flash_attention_backward": n}
+    backward = {"layer_norm_backward": 2 * n + 1, "flash_attention_qkv_backward": n}
     assert counts == {"dynamo": forward, "forward": forward, "backward": backward}
     # The compiled graph runs the same kernels as eager: the same loss and gradients.
     model.zero_grad()

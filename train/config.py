@@ -37,6 +37,7 @@ class DataSection:
     dir: str = "data/processed/shakespeare"  # a folder written by `python -m data.prepare`
     train_split: str = "train"
     val_split: str = "val"
+    pin_memory: bool = True           # CUDA: batches go through pinned host memory (an async copy, no stream sync)
 
 
 @dataclass

@@ -3,17 +3,18 @@
     python -m bench.profile_gpu --out DIR            # on a GPU (bench/gpu_suite.sh's `profile` step)
     python -m bench.profile_gpu --device cpu --tiny  # the plumbing on a CPU (no kernel times there)
 
-Two questions from the last GPU run (bench/results/gpu-H200-20261127):
-1. LayerNorm: our backward at M=16384, N=768 took ~1 ms in bench.kernels, as long as the naive
-   reference and 5x PyTorch's, and it did not grow with the width as a bandwidth-bound kernel would.
-   Is that time in our kernels or around them (the host: Python, the custom-op dispatch, autograd)?
-   Per provider and width this prints, per forward+backward: the wall time (synchronised, host
-   clock), the host time to enqueue it (measured from an idle GPU, so nothing waits), the summed GPU
-   kernel time, and each kernel. Our backward op is also timed alone, called directly (no autograd).
-2. GPT-2 124M training step (T=1024, batch 16, bf16 autocast, eager): our kernels against plain
-   PyTorch. Per step: wall, host enqueue time, GPU kernel time, and the kernel time by family
-   (our attention / LayerNorm / cross-entropy, SDPA, matmuls, the rest), so the training gap
-   (ours+compile was 0.82x torch+compile) can be put on a kernel family or on the host.
+It answers two questions the suite's timings could not:
+1. LayerNorm (+ residual) forward+backward at M=16384, N=768 and 4096, bf16: is the time bench.kernels
+   reports in our kernels or around them (the host: Python, the custom-op dispatch, autograd)? Per
+   provider (ours, ours-blocked, add + F.layer_norm): the wall time (synchronised), the host time to
+   enqueue one call from an idle GPU (nothing waits), the summed GPU kernel time and each kernel; our
+   backward op also alone, called directly. (2026-11-28, H200: the kernels take half PyTorch's GPU
+   time at N=768, the host ~1 ms per call pair: bench/results/gpu-H200-20261128/README.md.)
+2. A GPT-2 124M training step (T=1024, batch 16, bf16 autocast, fused AdamW), eager and with --compile:
+   ours (split attention layout), plain PyTorch, and ours with KERNELS_ATTENTION_LAYOUT=packed. Per step:
+   wall, host enqueue time, GPU kernel time, and the kernel time by family (our attention / LayerNorm /
+   cross-entropy, SDPA, matmuls, optimizer, the rest), so a gap between ours and PyTorch can be put on
+   a kernel family or on the host.
 
 Kernel time is the sum of the GPU's kernel (and memcpy/memset) durations, one stream, so it is the
 time the GPU was busy; wall minus that is time the GPU waited for the host. Writes profile.txt and
@@ -187,12 +188,18 @@ def layernorm_profile(device: str, dtype: torch.dtype, shapes, iters: int, emit)
 # 2. one GPT-2 training step
 # ------------------------------------------------------------------------------------------------
 
-def model_profile(device: str, preset: str, batch: int, seq: int, iters: int, backends, compile_: bool,
+# Training-step variants: name -> (KERNELS_BACKEND, KERNELS_ATTENTION_LAYOUT). ours-packed last: its
+# compiled warm-up did not finish in 175 s on the 2026-11-28 H200 run, so it must not cost the others.
+MODEL_VARIANTS = {"ours": ("auto", "split"), "torch": ("torch", "split"), "ours-packed": ("auto", "packed")}
+
+
+def model_profile(device: str, preset: str, batch: int, seq: int, iters: int, variants, compile_: bool,
                   emit) -> None:
     from gpt.model import GPT, GPTConfig, PRESETS
 
-    for backend in backends:
-        os.environ["KERNELS_BACKEND"] = backend
+    for variant in variants:
+        backend, layout = MODEL_VARIANTS[variant]
+        os.environ["KERNELS_BACKEND"], os.environ["KERNELS_ATTENTION_LAYOUT"] = backend, layout
         if compile_:
             torch._dynamo.reset()  # the backend is read while tracing: no graph may carry over
         torch.manual_seed(0)
@@ -210,7 +217,7 @@ def model_profile(device: str, preset: str, batch: int, seq: int, iters: int, ba
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-        name = f"{'ours' if backend == 'auto' else 'torch'}{'+compile' if compile_ else '+eager'}"
+        name = f"{variant}{'+compile' if compile_ else '+eager'}"
         try:
             for _ in range(3 if not compile_ else 5):
                 step()
@@ -228,6 +235,7 @@ def model_profile(device: str, preset: str, batch: int, seq: int, iters: int, ba
         if device == "cuda":
             torch.cuda.empty_cache()
     os.environ.pop("KERNELS_BACKEND", None)
+    os.environ.pop("KERNELS_ATTENTION_LAYOUT", None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -311,7 +319,7 @@ def main(argv=None) -> int:
     if "model" in parts:
         preset, batch, seq = ("tiny", 2, 64) if args.tiny else ("gpt2-124m", 16, 1024)
         for compiled in (False, True) if args.compile else (False,):
-            model_profile(args.device, preset, batch, seq, max(3, args.iters // 4), ("auto", "torch"),
+            model_profile(args.device, preset, batch, seq, max(3, args.iters // 4), list(MODEL_VARIANTS),
                           compiled, emit)
     print("\n" + report(rows, args.top))
     return 1 if any("error" in r for r in rows) else 0

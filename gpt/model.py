@@ -169,9 +169,9 @@ class CausalSelfAttention(nn.Module):
         left-padded; otherwise the causal kernel runs (training, and decoding prompts of one length)."""
         B, T, C = x.shape
         qkv = self.qkv(x)
-        if cache is None and attn_mask is None:
-            # training and cache-free forwards: the packed op reads q, k, v where the projection
-            # wrote them and writes the heads side by side (no transpose copies; kernels/attention.py)
+        if cache is None and attn_mask is None and kernels.attention_layout() == "packed":
+            # KERNELS_ATTENTION_LAYOUT=packed, outside decoding: the packed op reads q, k, v where the
+            # projection wrote them and writes the heads side by side (no transpose copies)
             return self.dropout(self.proj(kernels.attention_qkv(qkv, self.n_head, causal=True)))
         q, k, v = qkv.split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))

@@ -959,6 +959,23 @@ def _qkv_backward(ctx, do, _dlse2):
 flash_attention_qkv_forward.register_autograd(_qkv_backward, setup_context=_qkv_setup_context)
 
 
+LAYOUTS = ("split", "packed")
+
+
+def attention_layout() -> str:
+    """How a GPT block hands its attention q, k, v (KERNELS_ATTENTION_LAYOUT, read on every call):
+    "split" (the default) cuts them into (B, H, T, D) views for attention() and copies the output
+    back to (B, T, C); "packed" passes the projection's (B, T, 3C) output to attention_qkv().
+
+    Packed stays off until a GPU run shows it whole: on one H200 (2026-11-28) it took 2.1 ms off the
+    34-36 ms of GPU time of an eager GPT-2 124M step, but the suite's compiled GPT-2 124M warm-up with
+    it did not finish in 175 s (75 s before) and left no log to say why."""
+    value = os.environ.get("KERNELS_ATTENTION_LAYOUT", "split").strip().lower() or "split"
+    if value not in LAYOUTS:
+        raise ValueError(f"KERNELS_ATTENTION_LAYOUT={value!r} is not a layout; use one of {', '.join(LAYOUTS)}")
+    return value
+
+
 def attention_qkv(qkv, n_head: int, causal=True, scale=None, deterministic=True):
     """Attention over the packed projection output: qkv (B, T, 3C) holds q, k, v side by side, each
     n_head heads of C / n_head; returns (B, T, C), the heads side by side, ready for the output
@@ -1025,5 +1042,5 @@ def attention(q, k, v, causal=True, scale=None, deterministic=True):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=j <= i + (tk - tq), scale=scale)
 
 
-__all__ = ["attention", "attention_qkv", "flash_attention_forward", "flash_attention_qkv_forward", "flash_attention_backward", "pick_configs",
+__all__ = ["attention", "attention_qkv", "attention_layout", "flash_attention_forward", "flash_attention_qkv_forward", "flash_attention_backward", "pick_configs",
            "AttentionConfigs", "TileConfig", "SUPPORTED_HEAD_DIMS", "SCHEDULES", "tuned_entry"]

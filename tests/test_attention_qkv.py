@@ -100,3 +100,25 @@ def test_cuda_packed_equals_split_attention_bitwise(monkeypatch, dtype):
         _, dqkv_atomic = run(lambda x: kernels.attention_qkv(x, H, deterministic=False), qkv, do)
         tol = 4 * torch.finfo(dtype).eps
         torch.testing.assert_close(dqkv_atomic.float(), dqkv.float(), rtol=tol, atol=tol * dqkv.abs().max().item())
+
+
+def test_gpt_packed_layout_gives_the_split_layouts_loss_and_grads(triton_backend, monkeypatch):
+    """KERNELS_ATTENTION_LAYOUT=packed changes where the kernels read and write, not what they compute:
+    a GPT's loss and every gradient are bit for bit the split layout's (and decoding, which keeps
+    the split path with its KV cache, is untouched)."""
+    from gpt.model import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=32, vocab_size=97))
+    idx, tgt = torch.randint(0, 97, (2, 32)), torch.randint(0, 97, (2, 32))
+    results = {}
+    for layout in ("split", "packed"):
+        monkeypatch.setenv("KERNELS_ATTENTION_LAYOUT", layout)
+        model.zero_grad(set_to_none=True)
+        loss = model(idx, tgt)
+        loss.backward()
+        results[layout] = [loss.detach()] + [p.grad.clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(results["split"], results["packed"]))
+    monkeypatch.setenv("KERNELS_ATTENTION_LAYOUT", "diagonal")
+    with pytest.raises(ValueError, match="KERNELS_ATTENTION_LAYOUT"):
+        model(idx, tgt)

@@ -197,7 +197,10 @@ def compile_and_count(fn, *args):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_compiled_gpt_one_node_per_kernel(device):
+@pytest.mark.parametrize("layout", ["split", "packed"])
+def test_compiled_gpt_one_node_per_kernel(device, layout, monkeypatch):
+    monkeypatch.setenv("KERNELS_ATTENTION_LAYOUT", layout)
+    attention = "flash_attention_qkv" if layout == "packed" else "flash_attention"
     config = GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=64)
     torch.manual_seed(0)
     model = GPT(config).to(device)
@@ -209,9 +212,9 @@ def test_compiled_gpt_one_node_per_kernel(device):
     # last one is ln_f), one attention per block, and the LM head + loss ("sum": its backward only
     # scales the gradients the forward made, so no backward op).
     n = config.n_layer
-    forward = {"layer_norm_forward": 2 * n + 1, "flash_attention_qkv_forward": n,
+    forward = {"layer_norm_forward": 2 * n + 1, f"{attention}_forward": n,
                "linear_cross_entropy_forward": 1}
-    backward = {"layer_norm_backward": 2 * n + 1, "flash_attention_qkv_backward": n}
+    backward = {"layer_norm_backward": 2 * n + 1, f"{attention}_backward": n}
     assert counts == {"dynamo": forward, "forward": forward, "backward": backward}
     # The compiled graph runs the same kernels as eager: the same loss and gradients.
     model.zero_grad()

@@ -367,7 +367,7 @@ def test_profile_gpu_cpu_smoke(tmp_path, capsys):
     rows = json.loads((tmp_path / "profile.json").read_text())["rows"]
     assert [(r["op"], r["provider"]) for r in rows] == [
         ("layernorm", "pytorch"), ("layernorm", "ours"), ("layernorm", "ours-blocked"),
-        ("tiny step", "ours+eager"), ("tiny step", "torch+eager")]
+        ("tiny step", "ours+eager"), ("tiny step", "torch+eager"), ("tiny step", "ours-packed+eager")]
     assert all(r["wall_ms"] > 0 and r["host_ms"] > 0 for r in rows)
     assert "ours-blocked" in (tmp_path / "profile.txt").read_text()
     assert main(["--device", "cpu", "--parts", "layernorm,bogus"]) == 2

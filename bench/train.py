@@ -117,6 +117,17 @@ def median_row(rows: list[dict]) -> dict:
     return row
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group proc leads (it was started in a session of its own), then reap it."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def run_variant(args, backend: str, compiled: bool, data_dir: Path, work: Path, rep: int = 0) -> dict:
     name = f"{backend}+{'compile' if compiled else 'eager'}"
     slug = name.replace("+", "-").replace("[", "-").replace("]", "")
@@ -132,15 +143,22 @@ def run_variant(args, backend: str, compiled: bool, data_dir: Path, work: Path, 
     print(f"[bench.train] {name}: {' '.join(cmd[1:]) if not pin else 'SDPA ' + pin + ': train ' + ' '.join(cmd[4:])}",
           file=sys.stderr, flush=True)
     t0 = time.time()
-    try:
-        res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=args.seconds + args.startup_timeout)
-    except subprocess.TimeoutExpired:
-        return {"variant": name, "status": f"timeout after {time.time() - t0:.0f}s"}
-    (work / f"{slug}-{rep}.log").write_text(res.stdout + res.stderr)
-    if res.returncode != 0:
-        tail = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"variant": name, "status": f"failed (rc {res.returncode}): {tail[:300]}"}
+    log_path = work / f"{slug}-{rep}.log"
+    # The run writes straight into its log, unbuffered, in a session of its own: a run cut at its time
+    # limit is killed with its whole process group (torch.compile's workers too, which would otherwise
+    # hold a pipe open) and its log still says how far it got.
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=log_file,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            returncode = proc.wait(timeout=args.seconds + args.startup_timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            last = (log_path.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1]
+            return {"variant": name, "status": f"timeout after {time.time() - t0:.0f}s (last output: {last[:200]})"}
+    if returncode != 0:
+        tail = (log_path.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1]
+        return {"variant": name, "status": f"failed (rc {returncode}): {tail[:300]}"}
     try:
         row = measure(out_dir / "log.jsonl", args.skip_logs)
     except (ValueError, OSError, StopIteration) as e:

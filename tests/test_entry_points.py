@@ -127,3 +127,36 @@ def test_bench_train_one_tiny_cpu_variant(tmp_path):
     assert tokens_per_s > 0 and float(row["peak_flops"]) == 1e12
     assert mfu == pytest.approx(tokens_per_s * 251136 / 1e12, rel=1e-6)  # tiny, vocab 256 (test_configs)
     assert json.loads((out / "train.json").read_text())
+
+
+def test_bench_train_timeout_kills_the_run_and_its_children_and_keeps_the_log(tmp_path, monkeypatch):
+    """A variant that outlives --seconds + --startup-timeout (a compile that never ends) is killed with
+    its whole process group, also a child that holds its output open (torch.compile's workers), and
+    its log keeps what it printed: the row says how far it got."""
+    import os
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    from bench import train as bench_train
+
+    pid_file = tmp_path / "child.pid"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/usr/bin/env bash\necho compiling step 1\nsleep 300 &\necho $! > {pid_file}\nsleep 300\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    args = SimpleNamespace(seconds=0.5, startup_timeout=1.5, log_interval=5, config="tiny", set=[])
+    t0 = time.time()
+    row = bench_train.run_variant(args, "ours", True, tmp_path / "data", tmp_path)
+    assert time.time() - t0 < 30
+    assert row["status"].startswith("timeout after") and "compiling step 1" in row["status"], row
+    assert "compiling step 1" in (tmp_path / "ours-compile-0.log").read_text()
+    child = int(pid_file.read_text())
+    for _ in range(50):  # the kill is asynchronous for the grandchild: give it a moment
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the run's child {child} outlived the time limit")

@@ -71,6 +71,10 @@ class Case:
     providers: dict[str, Callable[[dict], object]]
     bytes: dict[str, float] = field(default_factory=dict)   # mode -> ideal bytes moved
     flops: dict[str, float] = field(default_factory=dict)   # mode -> FLOPs
+    # Also record the summed GPU kernel time (metric gpu_ms, from torch.profiler) beside the wall time:
+    # for ops whose one call is short enough that the host's time to enqueue it is what do_bench
+    # measures (LayerNorm on the 2026-11-28 H200: ~1 ms of host for 0.1 ms of kernels).
+    kernel_time: bool = False
 
 
 OPS: dict[str, Callable[[Settings], list[Case]]] = {}
@@ -147,6 +151,7 @@ def layernorm_cases(s: Settings) -> list[Case]:
             # forward reads x, r and writes y, h; backward reads dy, dh, h and writes dx (= dr)
             bytes={"forward": 4 * m * n * elt, "backward": 4 * m * n * elt,
                    "forward+backward": 8 * m * n * elt},
+            kernel_time=True,
         ))
     for c in cases:  # leaf weights: a fresh leaf so .grad is populated
         c.make_inputs = _leafify(c.make_inputs)
@@ -262,6 +267,19 @@ def _time_ms(fn, device: str, grad_to_none, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _kernel_ms(fn, grad_to_none, iters: int = 10) -> float:
+    """Summed GPU kernel time of one fn() in ms (torch.profiler, mean of `iters` calls after one warm-up):
+    what the GPU spends, whatever the host's time to enqueue it."""
+    from bench.profile_gpu import kernel_times
+
+    def call():
+        for t in grad_to_none:
+            t.grad = None
+        fn()
+    call()
+    return kernel_times(call, "cuda", iters)["gpu_ms"]
+
+
 def _peak_mib(fn, device: str, grad_to_none) -> float:
     if device != "cuda":
         return math.nan
@@ -298,6 +316,11 @@ def run_case(case: Case, s: Settings, repeats: int) -> list[dict]:
                 results[mode] = (_time_ms(f, s.device, leaves, repeats), _peak_mib(f, s.device, leaves))
             results["backward"] = (max(results["forward+backward"][0] - results["forward"][0], 0.0),
                                    math.nan)
+            gpu = {}
+            if case.kernel_time and s.device == "cuda":
+                for mode, f in (("forward", forward), ("forward+backward", forward_backward)):
+                    gpu[mode] = _kernel_ms(f, leaves)
+                gpu["backward"] = max(gpu["forward+backward"] - gpu["forward"], 0.0)
             # A correctness glance: every provider's first output vs "pytorch"'s.
             with torch.no_grad():
                 first = _as_tuple(fn(inputs))[0].float()
@@ -325,6 +348,10 @@ def run_case(case: Case, s: Settings, repeats: int) -> list[dict]:
                 rows.append(_row(case, provider, mode, "GB/s", case.bytes[mode] / ms / 1e6))
             if mode in case.flops and ms > 0:
                 rows.append(_row(case, provider, mode, "TFLOP/s", case.flops[mode] / ms / 1e9))
+            if mode in gpu:
+                rows.append(_row(case, provider, mode, "gpu_ms", gpu[mode]))
+                if mode in case.bytes and gpu[mode] > 0:
+                    rows.append(_row(case, provider, mode, "gpu_GB/s", case.bytes[mode] / gpu[mode] / 1e6))
         if not math.isnan(err):
             rows.append(_row(case, provider, "forward", "max_rel_err_vs_pytorch", err))
         print(f"  {case.op:22s} {case.shape:22s} {provider:18s} fwd {results['forward'][0]:9.3f} ms"
@@ -461,6 +488,12 @@ def summary(rows: list[dict], card: dict, ours: str, targets: bool = True) -> st
             gbs = _value(rows, op=op, shape=shape, mode=fb, provider=ours, metric="GB/s")
             line += (f" (want >= 1.3x); {gbs / card.get('copy_GB/s', math.nan):.0%} of copy "
                      f"bandwidth (want >= 85%)")
+            ours_gpu = _value(rows, op=op, shape=shape, mode=fb, provider=ours, metric="gpu_ms")
+            torch_gpu = _value(rows, op=op, shape=shape, mode=fb, provider="pytorch", metric="gpu_ms")
+            if not math.isnan(ours_gpu) and ours_gpu > 0:
+                gpu_gbs = _value(rows, op=op, shape=shape, mode=fb, provider=ours, metric="gpu_GB/s")
+                line += (f"; GPU kernel time alone: {torch_gpu / ours_gpu:.2f}x, "
+                         f"{gpu_gbs / card.get('copy_GB/s', math.nan):.0%} of copy bandwidth")
         if op == "linear_cross_entropy":
             pk = (_value(rows, op=op, shape=shape, mode=fb, provider=ours, metric="peak_MiB")
                   / _value(rows, op=op, shape=shape, mode=fb, provider="pytorch", metric="peak_MiB"))

@@ -225,6 +225,23 @@ def test_sdpa_report_and_target_lines(monkeypatch):
     assert "1.20x SDPA-flash's speed" in line and "0.80x SDPA-cuDNN's" in line
 
 
+def test_layernorm_target_line_reports_kernel_time_beside_wall_time():
+    """The LayerNorm target line judges one call's wall time (do_bench) and, where bench.kernels measured
+    it (GPU runs), the summed GPU kernel time: on the H200 the first was host-bound."""
+    from bench import kernels as bk
+
+    shape, fb = "M=16384,N=768", "forward+backward"
+    rows = [dict(op="layernorm", shape=shape, mode=fb, provider=p, metric=m, value=v)
+            for p, m, v in [("ours", "ms", "1.0"), ("ours", "GB/s", "200"), ("pytorch", "ms", "0.25"),
+                            ("ours", "gpu_ms", "0.1"), ("ours", "gpu_GB/s", "2000"), ("pytorch", "gpu_ms", "0.2")]]
+    text = bk.summary(rows, {"copy_GB/s": 4000.0}, "ours")
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("target layernorm")]
+    assert "speed-up vs pytorch 0.25x" in line and "5% of copy bandwidth" in line
+    assert "GPU kernel time alone: 2.00x, 50% of copy bandwidth" in line
+    text = bk.summary([r for r in rows if not r["metric"].startswith("gpu")], {"copy_GB/s": 4000.0}, "ours")
+    assert "GPU kernel time" not in text
+
+
 def test_bench_kernels_cpu_smoke_with_op_list(tmp_path, monkeypatch, capsys):
     """One op by --op, on the PyTorch path (main() picks it when the interpreter is off; in-process, the
     interpreter's state does not matter to that path). tests/test_bench_kernels.py runs every op on

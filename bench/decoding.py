@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
 
-    from text2sql.evaluate import evaluate
+    from text2sql.evaluate import tokenizer_override, evaluate
     from text2sql.prepare import load_examples
     from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS
     from text2sql.sql_constraint import SchemaIndex
@@ -106,7 +106,9 @@ def main(argv=None) -> int:
     examples, meta = load_examples(data, args.split)
     if args.limit:
         examples = examples[:args.limit]
-    tokenizer = data / meta["tokenizer"] if meta.get("tokenizer") else None
+    # the checkpoint's own tokenizer, as text2sql.evaluate does (the data folder's only for a moved run):
+    # a checkpoint scored on another data folder's questions must not read them with that folder's ids
+    tokenizer = tokenizer_override(args.checkpoint, data, meta)
     model, tok, state, ckpt = load_for_inference(args.checkpoint, torch.device("cpu"), tokenizer)
     max_sql = int(state.get("data_meta", {}).get("max_sql_tokens", meta.get("max_sql_tokens", DEFAULT_MAX_SQL_TOKENS)))
     block = model.config.block_size

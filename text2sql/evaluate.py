@@ -108,8 +108,9 @@ def show_examples(report: dict, n: int, file=None) -> None:
         print("  " + format_rows(s.pred_result, limit=5).replace("\n", "\n  "), file=file)
 
 
-def _data_tokenizer(checkpoint, data_dir: Path, meta: dict) -> Path | None:
-    """The data folder's tokenizer when the checkpoint's recorded one no longer exists (a moved run)."""
+def tokenizer_override(checkpoint, data_dir: Path, meta: dict) -> Path | None:
+    """The tokenizer to load instead of the checkpoint's: None while the checkpoint's recorded one exists, else
+    the data folder's (a moved run)."""
     recorded = load_checkpoint(checkpoint).get("tokenizer")
     if recorded and Path(recorded).is_file():
         return None
@@ -164,7 +165,7 @@ def evaluate_checkpoint(checkpoint, data_dir, split: str = "test", *, limit: int
         examples = examples[:limit]
     # the tokenizer falls back to the data folder's when the run was moved
     model, tok, state, ckpt_path = load_for_inference(checkpoint, pick_device(device),
-                                                      tokenizer or _data_tokenizer(checkpoint, data_dir, meta))
+                                                      tokenizer or tokenizer_override(checkpoint, data_dir, meta))
     special_token_ids(tok)  # a clear error if the checkpoint's tokenizer lacks the prompt tokens
     # the prompt is cut as in training: the checkpoint's block size and the SQL budget it was trained with
     trained_on = state.get("data_meta", {})

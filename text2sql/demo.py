@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                    help="more training config overrides, e.g. model.n_layer=2")
     # 2000 schemas x 15 questions, not 1000 x 30: the same 25,500 training questions over twice the schemas
-    # (bench/results/data-diversity-2core: +2.8 points on held-out domains over five paired trainings,
-    # within their spread)
+    # (bench/results/data-diversity-2core: +1.9 points on held-out domains on average over six paired
+    # trainings, within their spread)
     p.add_argument("--databases", type=int, default=2000,
                    help="synthetic databases (a twentieth each for dev, test_domains, test_wordings; the rest train)")
     p.add_argument("--train-per-db", type=int, default=15)

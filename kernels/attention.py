@@ -43,7 +43,10 @@ Variants, each switchable, the default unchanged until a GPU run shows otherwise
 - deterministic=False: dQ accumulated with fp32 atomics inside the dK/dV kernel (one backward
   kernel with 5 matmuls per tile pair instead of two with 7); dQ's last bits then vary by run;
 - the launch tables, overridden per card and head dim by kernels/tuned.json, the decisions file
-  bench/gpu_suite.sh's sweep writes (see "Decisions measured on a GPU" below).
+  bench/gpu_suite.sh's sweep writes (see "Decisions measured on a GPU" below);
+- the packed layout (KERNELS_ATTENTION_LAYOUT=packed, attention_qkv): a GPT block's (B, T, 3C)
+  projection read in place and the output and d(qkv) written in place, the same kernels and bits
+  with no transpose copies around them (off until a GPU run shows it compiled; attention_layout).
 Not done yet: a tensor-descriptor (TMA) path for sm_90. Triton 3.6 and 3.9 both have
 tl.make_tensor_descriptor (device-side descriptors need triton.set_allocator) and the host-side
 triton.tools.tensor_descriptor.TensorDescriptor, but such a path is a second way to load every

@@ -107,7 +107,7 @@ def _providers(s: Settings, ours, reference, pytorch):
 _LN_VARIANT_ENV = {k: os.environ.get(k) for k in ("KERNELS_LAYERNORM_FWD", "KERNELS_LAYERNORM_BWD")}
 
 
-def _layernorm_variant(variant):
+def layernorm_variant(variant):
     """kernels.layer_norm with both KERNELS_LAYERNORM_* set to `variant` (None: as the bench was
     started). Set on every call, so the backward that follows it runs the same variant."""
     import kernels
@@ -141,11 +141,11 @@ def layernorm_cases(s: Settings) -> list[Case]:
             return F.layer_norm(h, (h.shape[-1],), i["w"], i["b"], 1e-5), h
 
         elt = torch.finfo(s.dtype).bits // 8
-        providers = _providers(s, _layernorm_variant(None),
+        providers = _providers(s, layernorm_variant(None),
                                lambda i: reference.layer_norm(i["x"], i["w"], i["b"], residual=i["r"]),
                                torch_add_then_ln)
         if s.ours_label != "ours[torch]":  # the switchable blocked kernels (KERNELS_LAYERNORM_*)
-            providers[s.ours_label.replace("ours", "ours-blocked")] = _layernorm_variant("blocked")
+            providers[s.ours_label.replace("ours", "ours-blocked")] = layernorm_variant("blocked")
         cases.append(Case(
             "layernorm", f"M={m},N={n}", s.dtype, make, providers,
             # forward reads x, r and writes y, h; backward reads dy, dh, h and writes dx (= dr)

@@ -122,7 +122,7 @@ def do_bench_ms(fn, device: str) -> float | None:
 # ------------------------------------------------------------------------------------------------
 
 def layernorm_profile(device: str, dtype: torch.dtype, shapes, iters: int, emit) -> None:
-    import kernels
+    from bench.kernels import layernorm_variant
     from kernels import layernorm as ln
     from kernels.backend import use_triton
 
@@ -130,11 +130,9 @@ def layernorm_profile(device: str, dtype: torch.dtype, shapes, iters: int, emit)
         h = x + r
         return F.layer_norm(h, (h.shape[-1],), w, b, 1e-5), h
 
-    def ours(variant):
-        def run(x, w, b, r):
-            os.environ["KERNELS_LAYERNORM_FWD"] = os.environ["KERNELS_LAYERNORM_BWD"] = variant
-            return kernels.layer_norm(x, w, b, residual=r)
-        return run
+    def ours(variant):  # bench.kernels' switch (it sets KERNELS_LAYERNORM_* on every call)
+        run = layernorm_variant(variant)
+        return lambda x, w, b, r: run(dict(x=x, w=w, b=b, r=r))
 
     providers = {"pytorch": torch_add_ln, "ours": ours("rows"), "ours-blocked": ours("blocked")}
     for m, n in shapes:

@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -119,13 +120,15 @@ def median_row(rows: list[dict]) -> dict:
 
 def _kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the process group proc leads (it was started in a session of its own), then reap it."""
-    import signal
-
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def _last_line(path: Path) -> str:
+    return (path.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1]
 
 
 def run_variant(args, backend: str, compiled: bool, data_dir: Path, work: Path, rep: int = 0) -> dict:
@@ -154,11 +157,10 @@ def run_variant(args, backend: str, compiled: bool, data_dir: Path, work: Path, 
             returncode = proc.wait(timeout=args.seconds + args.startup_timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            last = (log_path.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1]
-            return {"variant": name, "status": f"timeout after {time.time() - t0:.0f}s (last output: {last[:200]})"}
+            return {"variant": name,
+                    "status": f"timeout after {time.time() - t0:.0f}s (last output: {_last_line(log_path)[:200]})"}
     if returncode != 0:
-        tail = (log_path.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1]
-        return {"variant": name, "status": f"failed (rc {returncode}): {tail[:300]}"}
+        return {"variant": name, "status": f"failed (rc {returncode}): {_last_line(log_path)[:300]}"}
     try:
         row = measure(out_dir / "log.jsonl", args.skip_logs)
     except (ValueError, OSError, StopIteration) as e:

@@ -900,6 +900,13 @@ flash_attention_forward.register_autograd(_backward, setup_context=_setup_contex
 # (bench/profile_gpu.py, bench/results/gpu-H200-20261128).
 # ----------------------------------------------------------------------------------------------
 
+def _scale_and_determinism(head_dim: int, scale, deterministic) -> tuple[float, bool]:
+    """The softmax scale (1/sqrt(D) by default) and whether the backward stays deterministic
+    (KERNELS_ATTENTION_DQ=atomic forces the atomic dQ), as attention() and attention_qkv() take them."""
+    scale = 1.0 / math.sqrt(head_dim) if scale is None else float(scale)
+    return scale, bool(deterministic) and os.environ.get("KERNELS_ATTENTION_DQ", "") != "atomic"
+
+
 def _qkv_views(qkv: torch.Tensor, n_head: int):
     """q, k, v as (B, H, T, D) views of the packed (B, T, 3C) tensor (no copy)."""
     B, T, C3 = qkv.shape
@@ -990,8 +997,7 @@ def attention_qkv(qkv, n_head: int, causal=True, scale=None, deterministic=True)
     B, T, C3 = qkv.shape
     d = C3 // (3 * n_head)
     if use_triton(qkv) and qkv.dtype in SUPPORTED_DTYPES and d in SUPPORTED_HEAD_DIMS:
-        scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
-        deterministic = bool(deterministic) and os.environ.get("KERNELS_ATTENTION_DQ", "") != "atomic"
+        scale, deterministic = _scale_and_determinism(d, scale, deterministic)
         return flash_attention_qkv_forward(qkv.contiguous(), n_head, bool(causal), scale, deterministic)[0]
     # PyTorch, or head dims the kernels take only zero-padded: split, attend, join
     q, k, v = (t.view(B, T, n_head, d).transpose(1, 2) for t in qkv.split(C3 // 3, dim=2))
@@ -1021,8 +1027,7 @@ def attention(q, k, v, causal=True, scale=None, deterministic=True):
     dQ then differs in its last bits from run to run. KERNELS_ATTENTION_DQ=atomic forces it (for
     benchmarks of a model that does not pass the argument)."""
     _check_inputs(q, k, v)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-    deterministic = bool(deterministic) and os.environ.get("KERNELS_ATTENTION_DQ", "") != "atomic"
+    scale, deterministic = _scale_and_determinism(q.shape[-1], scale, deterministic)
     if use_triton(q):
         d = q.shape[-1]
         if q.dtype not in SUPPORTED_DTYPES:

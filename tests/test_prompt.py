@@ -182,25 +182,3 @@ def test_a_checkpoint_of_another_prompt_format_is_refused():
     for old in ({"task": "text2sql"}, {"task": "text2sql", "prompt_version": PROMPT_VERSION - 1}):
         with pytest.raises(ValueError, match="prepare the data again and retrain"):
             check_prompt_version(old)
-
-
-def test_tag_shuffle_changes_only_the_training_split(tmp_path):
-    """prepare --tag-shuffle 1: train documents use permuted tags (different tokens, same lengths of text
-    modulo digits), every other split is byte for byte the unshuffled preparation."""
-    import numpy as np
-
-    from text2sql.prepare import prepare_synthetic
-
-    opts = dict(vocab_size=600, block_size=256, questions_per_schema=4, databases=8, train_per_db=6,
-                eval_per_db=2, seed=2, synthetic_dir=tmp_path / "db")
-    plain = prepare_synthetic(tmp_path / "plain", **opts)
-    shuffled = prepare_synthetic(tmp_path / "shuf", tag_shuffle=1, **opts)
-    assert plain["tag_shuffle"] == 0 and shuffled["tag_shuffle"] == 1
-
-    def tokens(folder, split):
-        return np.concatenate([np.load(p) for p in sorted((tmp_path / folder).glob(f"{split}_*.tokens.npy"))])
-
-    for split in ("val", "test_domains", "test_wordings"):
-        assert np.array_equal(tokens("plain", split), tokens("shuf", split)), split
-    assert not np.array_equal(tokens("plain", "train"), tokens("shuf", "train"))
-    assert (tmp_path / "plain" / "tokenizer.tiktoken").read_bytes() == (tmp_path / "shuf" / "tokenizer.tiktoken").read_bytes()

@@ -50,8 +50,7 @@ def prepare_options(args) -> dict:
     """The keyword arguments of text2sql.prepare.prepare_synthetic for these command-line options."""
     return {"generator": synthetic.GENERATOR_VERSION, "prompt": PROMPT_VERSION, "vocab_size": args.vocab_size, "block_size": args.block_size,
             "questions_per_schema": args.questions_per_schema, "databases": args.databases,
-            "train_per_db": args.train_per_db, "eval_per_db": args.eval_per_db, "seed": args.seed,
-            "tag_shuffle": args.tag_shuffle}
+            "train_per_db": args.train_per_db, "eval_per_db": args.eval_per_db, "seed": args.seed}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,8 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-per-db", type=int, default=15)
     p.add_argument("--eval-per-db", type=int, default=5)
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed")
-    p.add_argument("--tag-shuffle", type=int, default=0, choices=(0, 1),
-                   help="1: training examples use permuted table/column tags (text2sql.prepare --tag-shuffle)")
     p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--questions-per-schema", type=int, default=8)

@@ -46,14 +46,10 @@ class ExampleDocument:
     `tokenize` for the shards. With several examples, the schema is written once and the question/SQL
     pairs follow it (`<|schema|> S <|question|> Q1 <|sql|> A1 <|end|><|question|> Q2 <|sql|> A2 <|end|>`)
     while they fit in the current window; the next pair starts a new `<|schema|>` piece. The first pair
-    of a piece has exactly the layout of an inference prompt; later pairs do not repeat the schema.
-    `tag_shuffle` (a seed, training only): the document's examples name tables and columns by one seeded
-    permutation of the schema's tags (text2sql/schema_tags.py), the same for every pair under one schema."""
+    of a piece has exactly the layout of an inference prompt; later pairs do not repeat the schema."""
 
-    def __init__(self, examples: list[Example], packer: WindowPacker, max_sql_tokens: int,
-                 tag_shuffle: int | None = None):
+    def __init__(self, examples: list[Example], packer: WindowPacker, max_sql_tokens: int):
         self.examples, self.packer, self.max_sql_tokens = examples, packer, max_sql_tokens
-        self.tag_shuffle = tag_shuffle
 
     @property
     def text(self) -> str:
@@ -73,17 +69,15 @@ class ExampleDocument:
             packer.offset += len(new_ids)
 
         piece_open = False  # a schema of this document is in view in the current window
-        shuffle = self.tag_shuffle
         for e in self.examples:
-            target = tokenizer.encode_ordinary(prompt_sql(e.schema, e.sql, shuffle)) + [sp[SQL_END_TOKEN]]
+            target = tokenizer.encode_ordinary(prompt_sql(e.schema, e.sql)) + [sp[SQL_END_TOKEN]]
             if piece_open and packer.room() < block:
-                question = prompt_question(e.schema, e.question, e.db_path, shuffle)
-                pair = [sp[QUESTION_TOKEN]] + tokenizer.encode_ordinary(question) + [sp[SQL_TOKEN]]
+                pair = [sp[QUESTION_TOKEN]] + tokenizer.encode_ordinary(prompt_question(e.schema, e.question, e.db_path)) \
+                    + [sp[SQL_TOKEN]]
                 if len(pair) + len(target) <= packer.room():
                     emit(pair + target, [0] * len(pair) + [1] * len(target))
                     continue
-            prompt = fit_and_encode_prompt(tokenizer, e.schema, e.question, block, self.max_sql_tokens, e.db_path,
-                                           shuffle)
+            prompt = fit_and_encode_prompt(tokenizer, e.schema, e.question, block, self.max_sql_tokens, e.db_path)
             n = len(prompt) + len(target)
             if n > block:
                 packer.skip(n)

@@ -56,10 +56,6 @@ def add_common_arguments(group) -> None:
                        help="(spider, jsonl, hf) databases held out of train for val when the data has no "
                             "val split (0: about 10%%)")
     group.add_argument("--split-seed", type=int, default=0, help="(all) seed of the database hold-out")
-    group.add_argument("--tag-shuffle", type=int, default=0, choices=(0, 1),
-                       help="(all) 1: each training document names tables and columns by its own seeded "
-                            "permutation of the schema's tags (text2sql/schema_tags.py), so that only copying "
-                            "the tag the prompt puts beside a word is learned; other splits keep schema order")
 
 
 def check_packing(args) -> None:
@@ -90,15 +86,12 @@ def finish(args, splits: dict[str, list[Example]], errors: RecordErrors, source:
     for split, examples in splits.items():
         packer = WindowPacker(args.block_size, split)
         per_group = max(1, args.questions_per_schema)
-        shuffle = bool(getattr(args, "tag_shuffle", 0)) and split == "train"
-        docs[split] = [ExampleDocument(g, packer, args.max_sql_tokens,
-                                       tag_shuffle=args.split_seed * 1_000_003 + i if shuffle else None)
-                       for i, g in enumerate(group_examples(examples, per_group, args.split_seed))]
+        docs[split] = [ExampleDocument(g, packer, args.max_sql_tokens)
+                       for g in group_examples(examples, per_group, args.split_seed)]
     # merged into meta.json by data.prepare; the trainer takes block_size from it, and every checkpoint
     # carries it on to text2sql.evaluate and text2sql.ask
     return Prepared(docs, {"task": "text2sql", "prompt_version": PROMPT_VERSION,
                            "block_size": args.block_size, "max_sql_tokens": args.max_sql_tokens,
-                           "tag_shuffle": int(getattr(args, "tag_shuffle", 0)),
                            "examples": {k: len(v) for k, v in splits.items()}})
 
 
@@ -367,15 +360,13 @@ if __name__ != "__main__":
 
 def prepare_synthetic(out: str | Path, *, vocab_size: int = 2048, block_size: int = DEFAULT_BLOCK_SIZE,
                       questions_per_schema: int = 1, databases: int = 60, train_per_db: int = 200,
-                      eval_per_db: int = 25, seed: int = 0, synthetic_dir: str | Path | None = None,
-                      tag_shuffle: int = 0) -> dict:
+                      eval_per_db: int = 25, seed: int = 0, synthetic_dir: str | Path | None = None) -> dict:
     """Generate the synthetic databases (once) and write the tokenizer, shards and meta.json to `out`;
     returns the metadata. The typed form of `python -m text2sql.prepare --source synthetic ...`."""
     return prepare("synthetic", out, vocab_size=vocab_size, block_size=block_size,
                    questions_per_schema=questions_per_schema, synthetic_databases=databases,
                    synthetic_train_per_db=train_per_db, synthetic_eval_per_db=eval_per_db,
-                   synthetic_seed=seed, synthetic_dir=None if synthetic_dir is None else str(synthetic_dir),
-                   tag_shuffle=tag_shuffle)
+                   synthetic_seed=seed, synthetic_dir=None if synthetic_dir is None else str(synthetic_dir))
 
 
 def main(argv=None) -> int:

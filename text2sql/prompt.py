@@ -71,12 +71,11 @@ def linked_schema(schema: Schema, question: str) -> tuple[Schema, frozenset, dic
 
 
 def fit_schema(schema: Schema, question: str, max_tokens: int,
-               count_tokens: Callable[[str], int] = len, tag_shuffle: int | None = None) -> str:
-    """The schema text (with tags), cut by the module's rule to at most `max_tokens` (as counted by count_tokens).
-    `tag_shuffle`: the seed of a training example's permuted tags (schema_tags; None at inference)."""
+               count_tokens: Callable[[str], int] = len) -> str:
+    """The schema text (with tags), cut by the module's rule to at most `max_tokens` (as counted by count_tokens)."""
     if max_tokens <= 0:
         return ""
-    tags = schema_tags(schema, tag_shuffle)
+    tags = schema_tags(schema)
     schema, _, relevance = linked_schema(schema, question)
     for with_types in (True, False):
         text = tags.schema_text(schema.tables, with_types)
@@ -101,19 +100,19 @@ def fit_schema(schema: Schema, question: str, max_tokens: int,
     return text[:lo]
 
 
-def prompt_question(schema: Schema | str, question: str, db_path=None, tag_shuffle: int | None = None) -> str:
+def prompt_question(schema: Schema | str, question: str, db_path=None) -> str:
     """The question as the prompt writes it: with the tags of the schema items it names, and with a
     database, of the columns that store a value it names (text2sql/linking.py)."""
     question = question.strip()
     if not isinstance(schema, Schema):
         return question
-    return schema_tags(schema, tag_shuffle).annotate(question, read_text_values(db_path, schema) if db_path else None)
+    return schema_tags(schema).annotate(question, read_text_values(db_path, schema) if db_path else None)
 
 
-def prompt_sql(schema: Schema | str, sql: str, tag_shuffle: int | None = None) -> str:
+def prompt_sql(schema: Schema | str, sql: str) -> str:
     """Gold SQL as the model learns to write it: one line, over the schema's tags."""
     sql = normalize_sql_text(sql)
-    return schema_tags(schema, tag_shuffle).to_tags(sql) if isinstance(schema, Schema) else sql
+    return schema_tags(schema).to_tags(sql) if isinstance(schema, Schema) else sql
 
 
 def prompt_schema_text(schema: Schema | str) -> str:
@@ -165,22 +164,19 @@ def encode_example(tokenizer, schema: Schema | str, question: str, sql: str, db_
 
 
 def fit_and_encode_prompt(tokenizer, schema: Schema | str, question: str, block_size: int,
-                          max_sql_tokens: int = DEFAULT_MAX_SQL_TOKENS, db_path=None,
-                          tag_shuffle: int | None = None) -> list[int]:
+                          max_sql_tokens: int = DEFAULT_MAX_SQL_TOKENS, db_path=None) -> list[int]:
     """Prompt ids that leave `max_sql_tokens` free in a context of `block_size` tokens. With the database
-    (`db_path`), question words that are stored values are linked to their columns. `tag_shuffle`: a
-    training example's permuted tags (schema_tags).
+    (`db_path`), question words that are stored values are linked to their columns.
 
     The schema is cut by `fit_schema`; a question too long for what is left is cut from its end.
     """
     budget = block_size - max_sql_tokens - 3  # three control tokens
-    q_ids = tokenizer.encode_ordinary(prompt_question(schema, question, db_path, tag_shuffle))
+    q_ids = tokenizer.encode_ordinary(prompt_question(schema, question, db_path))
     if len(q_ids) > budget // 2:
         q_ids = q_ids[: budget // 2]
     schema_budget = budget - len(q_ids)
     if isinstance(schema, Schema):
-        schema_text = fit_schema(schema, question, schema_budget, lambda s: len(tokenizer.encode_ordinary(s)),
-                                 tag_shuffle)
+        schema_text = fit_schema(schema, question, schema_budget, lambda s: len(tokenizer.encode_ordinary(s)))
     else:
         ids = tokenizer.encode_ordinary(schema)[: max(schema_budget, 0)]
         schema_text = tokenizer.decode(ids)

@@ -23,7 +23,6 @@ only on the schema, never on the question, so every question of one database sha
 """
 from __future__ import annotations
 
-import random
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -133,30 +132,14 @@ class SchemaTags:
         return " | ".join(self.table_text(t, with_types) for t in tables)
 
 
-def _permuted(tag_of: dict[str, str], rng: random.Random) -> dict[str, str]:
-    """The same names with their table tags permuted among themselves, and their column tags likewise."""
-    out = dict(tag_of)
-    for prefix in (TABLE_TAG, COLUMN_TAG):
-        tags = sorted({t for t in tag_of.values() if _tag_key(t)[0] == prefix}, key=_tag_key)
-        new = tags[:]
-        rng.shuffle(new)
-        move = dict(zip(tags, new))
-        out.update({name: move[t] for name, t in tag_of.items() if t in move})
-    return out
-
-
 def _tag_key(tag: str) -> tuple[str, int]:
     m = re.match(r"([a-z]+)(\d+)$", tag)
     return (m.group(1), int(m.group(2))) if m else (tag, 0)
 
 
-def schema_tags(schema: Schema, shuffle: int | None = None) -> SchemaTags:
-    """The tags of `schema` (cached by the schema's content). With `shuffle` (a seed), the table numbers and
-    the column numbers are each a seeded random permutation of the schema-order ones: a training
-    augmentation (text2sql/packing.py), so that a tag's number says nothing about what it names and
-    choosing a column can only be learned as copying the tag the prompt puts next to it. Inference always
-    uses the schema-order tags (shuffle None)."""
-    return _schema_tags(_freeze(schema), shuffle)
+def schema_tags(schema: Schema) -> SchemaTags:
+    """The tags of `schema` (cached by the schema's content)."""
+    return _schema_tags(_freeze(schema))
 
 
 def _freeze(schema: Schema):
@@ -165,7 +148,7 @@ def _freeze(schema: Schema):
 
 
 @lru_cache(maxsize=256)
-def _schema_tags(frozen, shuffle: int | None = None) -> SchemaTags:
+def _schema_tags(frozen) -> SchemaTags:
     schema = Schema([Table(t, [Column(*c) for c in cols], readable) for t, cols, readable in frozen])
     tag_of: dict[str, str] = {}
     for t in schema.tables:
@@ -175,8 +158,6 @@ def _schema_tags(frozen, shuffle: int | None = None) -> SchemaTags:
         for c in t.columns:
             if c.name.lower() not in tag_of:  # a column named like a table shares the table's tag
                 tag_of[c.name.lower()] = f"{COLUMN_TAG}{len(tag_of) - n_tables + 1}"
-    if shuffle is not None:
-        tag_of = _permuted(tag_of, random.Random(shuffle))
     name_of = {}
     for t in schema.tables:  # the first spelling of a name wins (names compare case-insensitively)
         name_of.setdefault(tag_of[t.name.lower()], t.name)

@@ -143,11 +143,13 @@ def decode_sql_batch(model, tokenizer, prompts: list[list[int]], contexts: list[
                      batch_size: int = 32, temperature: float = 0.0, seed: int = 0,
                      timeout_s: float = DEFAULT_TIMEOUT_S, on_done=None) -> list[str]:
     """SQL text for each prompt (token ids ending in <|sql|>). Prompts are decoded in batches of similar
-    length (length_sorted_batches), left-padded (gpt/generate.py); beam modes put batch_size // beam_width
-    prompts in a batch. Each prompt adds at most min(max_new_tokens, block_size - its length) tokens, and
-    the SQL of a prompt is the one it gets decoded alone (batch_size=1; with temperature > 0 the samples
-    depend on the batch). The constrained modes need a context (schema, question, database) per prompt.
-    on_done(n) reports progress."""
+    length (length_sorted_batches), left-padded (gpt/generate.py); beam modes put batch_size prompts in a
+    batch too, so a beam step forwards batch_size * beam_width rows: beam search spends Python work per
+    step and batch (candidates, cache reorders) besides the forward, so fewer, wider batches are cheaper
+    than batch_size // beam_width prompts each (bench/results/decoding-beam-batch-2core/). Each prompt adds
+    at most min(max_new_tokens, block_size - its length) tokens, and the SQL of a prompt is the one it gets
+    decoded alone (batch_size=1; with temperature > 0 the samples depend on the batch). The constrained
+    modes need a context (schema, question, database) per prompt. on_done(n) reports progress."""
     check_mode(mode)
     constrained = mode != "greedy"
     if constrained and (contexts is None or len(contexts) != len(prompts)):
@@ -158,10 +160,9 @@ def decode_sql_batch(model, tokenizer, prompts: list[list[int]], contexts: list[
     n_vocab = tokenizer.n_vocab
     generator = torch.Generator(device=device).manual_seed(seed)
     beams = mode in ("beam", "beam+exec")
-    per_batch = max(1, batch_size // beam_width) if beams else batch_size
     out: list[str] = [""] * len(prompts)
     budget = [min(max_new_tokens, block - len(p)) for p in prompts]  # each prompt's steps, as if alone
-    for batch_indices in length_sorted_batches([len(p) for p in prompts], per_batch):
+    for batch_indices in length_sorted_batches([len(p) for p in prompts], batch_size):
         chunk = [i for i in batch_indices if budget[i] > 0]  # a prompt that fills the context gets ""
         if chunk:
             # the batch runs as many steps as its largest budget; gpt/generate.py stops each row at its own

@@ -30,7 +30,8 @@ import json
 import sys
 from pathlib import Path
 
-from data.prepare import Prepared, Source, prepare, register_source
+import data.prepare
+from data.prepare import Prepared, Source, register_source
 from data.shards import read_meta
 from text2sql.packing import ExampleDocument, TextDocument, WindowPacker, group_examples
 from text2sql.prompt import DEFAULT_MAX_SQL_TOKENS, PROMPT_VERSION, SPECIAL_TOKENS, prompt_schema_text, prompt_sql
@@ -363,10 +364,13 @@ def prepare_synthetic(out: str | Path, *, vocab_size: int = 2048, block_size: in
                       eval_per_db: int = 25, seed: int = 0, synthetic_dir: str | Path | None = None) -> dict:
     """Generate the synthetic databases (once) and write the tokenizer, shards and meta.json to `out`;
     returns the metadata. The typed form of `python -m text2sql.prepare --source synthetic ...`."""
-    return prepare("synthetic", out, vocab_size=vocab_size, block_size=block_size,
-                   questions_per_schema=questions_per_schema, synthetic_databases=databases,
-                   synthetic_train_per_db=train_per_db, synthetic_eval_per_db=eval_per_db,
-                   synthetic_seed=seed, synthetic_dir=None if synthetic_dir is None else str(synthetic_dir))
+    # data.prepare.prepare looked up when called, not bound at import: a test that replaces it while this
+    # module is first imported must not leave its stand-in here
+    return data.prepare.prepare("synthetic", out, vocab_size=vocab_size, block_size=block_size,
+                                questions_per_schema=questions_per_schema, synthetic_databases=databases,
+                                synthetic_train_per_db=train_per_db, synthetic_eval_per_db=eval_per_db,
+                                synthetic_seed=seed,
+                                synthetic_dir=None if synthetic_dir is None else str(synthetic_dir))
 
 
 def main(argv=None) -> int:

@@ -374,9 +374,7 @@ def prepare_synthetic(out: str | Path, *, vocab_size: int = 2048, block_size: in
 
 
 def main(argv=None) -> int:
-    from data import prepare as data_prepare
-
-    return data_prepare.main(argv)
+    return data.prepare.main(argv)
 
 
 if __name__ == "__main__":

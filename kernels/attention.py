@@ -1047,14 +1047,22 @@ def attention(q, k, v, causal=True, scale=None, deterministic=True):
         # CPUs without bf16 arithmetic (the 2-core AVX2 machines the main job is timed on) run PyTorch's CPU
         # attention faster in fp32 than in bf16: the main job's training shape (B=8, T=256), forward and
         # backward, 8 heads of 16: 12.3 ms against 16.1 (compiled; 4 heads of 32: 8.5 against 8.8). fp32 is
-        # also the more exact of the two; the output returns to bf16.
-        q, k, v = q.float(), k.float(), v.float()
+        # also the more exact of the two; the output returns to bf16. Autocast must be off around the call:
+        # CPU autocast lists SDPA as a bf16 op and would cast the fp32 inputs straight back (training runs
+        # under autocast, so until 2026-11-28 it trained with bf16 attention after all).
+        with torch.autocast("cpu", enabled=False):
+            return _torch_attention(q.float(), k.float(), v.float(), causal, scale).to(out_dtype)
+    return _torch_attention(q, k, v, causal, scale).to(out_dtype)
+
+
+def _torch_attention(q, k, v, causal, scale):
+    """PyTorch's SDPA with the mask aligned to the end (its is_causal aligns to the start)."""
     tq, tk = q.shape[-2], k.shape[-2]
     if not causal or tq == tk:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale).to(out_dtype)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
     i = torch.arange(tq, device=q.device)[:, None]
     j = torch.arange(tk, device=q.device)[None, :]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=j <= i + (tk - tq), scale=scale).to(out_dtype)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=j <= i + (tk - tq), scale=scale)
 
 
 __all__ = ["attention", "attention_qkv", "attention_layout", "flash_attention_forward", "flash_attention_qkv_forward", "flash_attention_backward", "pick_configs",

@@ -323,15 +323,18 @@ def test_torch_backend_matches_reference(monkeypatch, Tq, Tk, causal):
     assert max(max_errors(got, want)) < 1e-10
 
 
+@pytest.mark.parametrize("autocast", [False, True], ids=["plain", "autocast"])
 @pytest.mark.parametrize("H,D,Tq,Tk", [(8, 16, 64, 64), (4, 32, 17, 40)])
-def test_torch_backend_bf16_on_cpu_rounds_only_the_results(monkeypatch, H, D, Tq, Tk):
+def test_torch_backend_bf16_on_cpu_rounds_only_the_results(monkeypatch, H, D, Tq, Tk, autocast):
     """On CPU, bf16 attention runs PyTorch's SDPA in fp32 (faster on CPUs without bf16 arithmetic, where the
     main job trains) and rounds only its results: out, dq, dk, dv come back bf16, each within the fp32
-    computation's bound (attention_error_bounds) plus one bf16 rounding of the value."""
+    computation's bound (attention_error_bounds) plus one bf16 rounding of the value. Also under bf16
+    autocast, as the trainer calls it: CPU autocast would otherwise cast the fp32 inputs back to bf16."""
     monkeypatch.setenv("KERNELS_BACKEND", "torch")
     q, k, v, do = make_inputs(2, H, Tq, Tk, D, torch.bfloat16, seed=H * D + Tq)
     s = 1.0 / math.sqrt(D)
-    got = forward_backward(attention, q, k, v, do, causal=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        got = forward_backward(attention, q, k, v, do, causal=True)
     want = forward_backward(reference.attention, *(t.double() for t in (q, k, v, do)), causal=True, scale=s)
     bounds = attention_error_bounds(*(t.float() for t in (q, k, v, do)), causal=True, scale=s)
     for name, g, w, b in zip(("out", "dq", "dk", "dv"), got, want, bounds):

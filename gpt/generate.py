@@ -27,7 +27,7 @@ from typing import Callable, Collection, Protocol, Sequence
 
 import torch
 
-from gpt.model import GPT, KVCache, mask_logits, sample_next
+from gpt.model import GPT, BeamKVCache, KVCache, mask_logits, sample_next
 
 
 class Constraint(Protocol):
@@ -212,15 +212,17 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
     cost (an estimate, not a bound: each step costs log-probability, but a longer hypothesis divides by
     more): the live beams are then dropped, and fewer than `width` hypotheses may come back.
 
-    The prompt is run once per prompt (not per beam); its cache rows are then copied `width` times. At
-    step 0 only beam 0 of each prompt is live (the others start at -inf), so no hypothesis is duplicated.
+    The prompt is run once per prompt (not per beam), and its beams share its keys and values
+    (gpt/model.py BeamKVCache: nothing is copied, and a step reads a prompt's keys once for all of its
+    beams). At step 0 only beam 0 of each prompt is live (the others start at -inf), so no hypothesis is
+    duplicated.
 
     Cost per step, besides one forward of all beams of all prompts together: candidates are taken best
     first over all beams of a prompt (summed log-probability) and each is tested with the constraint's
     cheap allows(); the full allowed set of a beam is computed only when the best candidates run out, so
-    a step costs about `width` tests per prompt. The beams of a prompt share the prompt's keys and values,
-    so reordering the cache copies only the generated positions; a prompt that ends leaves the cache by
-    KVCache.drop (the last prompt's rows move into its place), not by a copy of the whole cache."""
+    a step costs about `width` tests per prompt. Reordering the cache copies only the generated positions;
+    a prompt that ends leaves the cache by BeamKVCache.drop (the last prompt's rows move into its place),
+    not by a copy of the whole cache."""
     if width < 1:
         raise ValueError(f"beam width must be >= 1, got {width}")
     stop = sorted(set(stop_ids))
@@ -233,11 +235,11 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
     budget = [min(max_new_tokens, block - len(p)) for p in prompts]  # steps each prompt may take
     max_new_tokens = max(budget)
     stop_set = set(stop)
-    cache = KVCache(model.config, B, T + max(max_new_tokens, 1), device, pad=pad)
+    prompt_cache = KVCache(model.config, B, T, device, pad=pad)
     with _autocast(device):
-        logits = model(idx, cache=cache)[:, -1, :]
+        logits = model(idx, cache=prompt_cache)[:, -1, :]
+    cache = BeamKVCache(prompt_cache, k, max_new_tokens)  # the beams share their prompt's keys (no copies)
     rows = torch.arange(B, device=device).repeat_interleave(k)
-    cache.reorder(rows)
     logits = logits.index_select(0, rows)
     vocab = logits.shape[-1]
     limit = min(vocab, n_vocab or vocab)
@@ -284,8 +286,8 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
             break
         moved = [i for i, s in enumerate(src) if s != i]  # a beam that extends itself keeps its keys
         if moved:
-            _reorder_generated(cache, moved, [src[i] for i in moved], T)
-        if dead:  # prompts that ended leave: the last prompts' rows move into their places (KVCache.drop)
+            cache.reorder_generated(moved, [src[i] for i in moved])
+        if dead:  # prompts that ended leave: the last prompts' rows move into their places (BeamKVCache.drop)
             order = cache.drop(dead)
             tok = [tok[i] for i in order]
             active = [active[order[a * k] // k] for a in range(len(order) // k)]
@@ -356,17 +358,3 @@ def _best_allowed(cand, b, k, vocab, limit, beams, stop_set, constraint, lazy, f
         if lazy and n >= 16 * k:  # the best candidates ran out: full allowed sets from here on
             lazy = False
         n = min(n * 4, cand.numel())
-
-
-def _reorder_generated(cache: KVCache, rows: list[int], sources: list[int], start: int):
-    """KVCache.reorder for beams whose rows share positions [0, start) (the prompt: every slot copies a beam
-    of its own prompt): row rows[i] takes the generated positions [start, length) of row sources[i]; the
-    other rows keep theirs. The right side is gathered before it is written, so a row may read one that is
-    overwritten in the same copy."""
-    if cache.k is None or cache.length <= start:
-        return
-    end = cache.length
-    dst = torch.tensor(rows, dtype=torch.long, device=cache.k.device)
-    src = torch.tensor(sources, dtype=torch.long, device=cache.k.device)
-    cache.k[:, dst, :, start:end] = cache.k[:, src, :, start:end]
-    cache.v[:, dst, :, start:end] = cache.v[:, src, :, start:end]

@@ -156,6 +156,113 @@ class KVCache:
         return order
 
 
+class BeamKVCache:
+    """The KV cache of beam search: `width` beams per prompt share the prompt's keys and values.
+
+    prefix: the KVCache of the prompts' forward pass (B rows, filled to its length T); every beam of prompt
+    b reads prefix row b, and only the generated positions are kept per beam (B * width rows). So starting
+    the beams copies nothing, a reorder copies only generated positions, and a decoding step reads each
+    prompt's keys once for all of its beams instead of once per beam.
+
+    Attention of one new token per row (decoding steps only), for beam row r = b * width + j:
+        s = [q_r K_prefix[b]^T, q_r K_gen[r]^T] * scale,   prefix keys j < pad[b] masked (left padding),
+        y_r = softmax(s) [V_prefix[b]; V_gen[r]]
+    The prefix part runs as one matmul per (prompt, head) with the prompt's `width` queries stacked, the
+    generated part per row; one softmax over both (the same math as attending to the concatenation, which
+    is what KVCache with copied prompt rows computes)."""
+
+    def __init__(self, prefix: KVCache, width: int, max_new: int):
+        if prefix.k is None:
+            raise ValueError("BeamKVCache needs the prompts' keys: run the prompts through the prefix cache first")
+        self.width = width
+        L, B, H, _, D = prefix.shape
+        self.prefix_k = prefix.k[:, :, :, :prefix.length]
+        self.prefix_v = prefix.v[:, :, :, :prefix.length]
+        self.prefix_len = prefix.length
+        self.prompt_pad = prefix.pad  # (B,) or None
+        self.k = torch.empty((L, B * width, H, max(max_new, 1), D), dtype=prefix.k.dtype, device=prefix.k.device)
+        self.v = torch.empty_like(self.k)
+        self.generated = 0  # generated positions filled
+        self.pad = None if prefix.pad is None else prefix.pad.repeat_interleave(width)  # (positions: GPT.hidden_states)
+
+    @property
+    def length(self) -> int:
+        return self.prefix_len + self.generated
+
+    @length.setter
+    def length(self, value: int):
+        self.generated = value - self.prefix_len
+
+    def attention_mask(self, t: int):
+        return None  # attend() masks the prompts' padding itself
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Store k, v (rows, H, 1, D) at the next generated position and attend q (rows, H, 1, D) to the
+        prompt's keys and this row's generated ones; returns (rows, H, 1, D)."""
+        R, H, t, D = q.shape
+        if t != 1:
+            raise ValueError(f"BeamKVCache attends one new token per row, got {t}")
+        n = self.generated
+        if n >= self.k.shape[3]:
+            raise ValueError(f"BeamKVCache holds {self.k.shape[3]} generated positions, {n + 1} requested")
+        self.k[layer, :, :, n:n + 1] = k
+        self.v[layer, :, :, n:n + 1] = v
+        B, w = R // self.width, self.width
+        scale = 1.0 / math.sqrt(D)
+        qp = q.view(B, w, H, D).transpose(1, 2)                                         # (B, H, w, D)
+        kp, vp = self.prefix_k[layer], self.prefix_v[layer]                             # (B, H, T, D)
+        sp = torch.matmul(qp, kp.transpose(-1, -2)) * scale                             # (B, H, w, T)
+        if self.prompt_pad is not None:
+            j = torch.arange(self.prefix_len, device=q.device)
+            sp = sp.masked_fill((j[None, :] < self.prompt_pad[:, None])[:, None, None, :], float("-inf"))
+        kg, vg = self.k[layer, :, :, :n + 1], self.v[layer, :, :, :n + 1]               # (R, H, n+1, D)
+        sg = torch.matmul(q, kg.transpose(-1, -2)) * scale                              # (R, H, 1, n+1)
+        sg = sg.view(B, w, H, n + 1).transpose(1, 2)                                    # (B, H, w, n+1)
+        s = torch.cat([sp, sg], dim=-1)
+        p = torch.softmax(s, dim=-1, dtype=torch.promote_types(s.dtype, torch.float32)).to(q.dtype)
+        pp, pg = p.split([self.prefix_len, n + 1], dim=-1)
+        y = torch.matmul(pp, vp).transpose(1, 2)                                        # (B, w, H, D)
+        yg = torch.matmul(pg.transpose(1, 2).reshape(R, H, 1, n + 1), vg)              # (R, H, 1, D)
+        return y.reshape(R, H, 1, D) + yg
+
+    def reorder_generated(self, rows: list[int], sources: list[int]):
+        """Row rows[i] takes the generated positions of row sources[i] (a beam of the same prompt); the
+        other rows keep theirs. The right side is gathered before it is written."""
+        n = self.generated
+        if n == 0 or not rows:
+            return
+        dst = torch.tensor(rows, dtype=torch.long, device=self.k.device)
+        src = torch.tensor(sources, dtype=torch.long, device=self.k.device)
+        self.k[:, dst, :, :n] = self.k[:, src, :, :n]
+        self.v[:, dst, :, :n] = self.v[:, src, :, :n]
+
+    def drop(self, rows) -> list[int]:
+        """KVCache.drop for whole prompts: `rows` holds every beam row of the prompts that leave (groups of
+        `width`); the last prompts move into the holes, in order. Returns, per new row, the old row."""
+        w = self.width
+        B = self.k.shape[1] // w
+        dead = sorted({r // w for r in rows})
+        if len(dead) * w != len(set(rows)):
+            raise ValueError("BeamKVCache drops whole prompts (all of their beam rows)")
+        b_new = B - len(dead)
+        holes = [b for b in dead if b < b_new]
+        movers = [b for b in range(b_new, B) if b not in set(dead)]
+        prompt_order = list(range(b_new))
+        n = self.generated
+        for hole, mover in zip(holes, movers):
+            prompt_order[hole] = mover
+            self.prefix_k[:, hole] = self.prefix_k[:, mover]
+            self.prefix_v[:, hole] = self.prefix_v[:, mover]
+            self.k[:, hole * w:(hole + 1) * w, :, :n] = self.k[:, mover * w:(mover + 1) * w, :, :n]
+            self.v[:, hole * w:(hole + 1) * w, :, :n] = self.v[:, mover * w:(mover + 1) * w, :, :n]
+        self.prefix_k, self.prefix_v = self.prefix_k[:, :b_new], self.prefix_v[:, :b_new]
+        self.k, self.v = self.k[:, :b_new * w], self.v[:, :b_new * w]
+        if self.prompt_pad is not None:
+            self.prompt_pad = self.prompt_pad[torch.tensor(prompt_order, dtype=torch.long, device=self.prompt_pad.device)]
+            self.pad = self.prompt_pad.repeat_interleave(w)
+        return [b * w + j for b in prompt_order for j in range(w)]
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -175,6 +282,9 @@ class CausalSelfAttention(nn.Module):
             return self.dropout(self.proj(kernels.attention_qkv(qkv, self.n_head, causal=True)))
         q, k, v = qkv.split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if isinstance(cache, BeamKVCache):  # beam search: the beams of a prompt share its keys
+            y = cache.attend(layer, q, k, v)
+            return self.dropout(self.proj(y.transpose(1, 2).contiguous().view(B, T, C)))
         if cache is not None:  # decoding: attend to everything cached (the mask aligns to the end)
             k, v = cache.append(layer, k, v)
         if attn_mask is None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gpt.model import GPT, GPTConfig, KVCache, build_model_config, sample_next
+from gpt.model import GPT, BeamKVCache, GPTConfig, KVCache, build_model_config, sample_next
 from tests.kernel_testing import UNIT_ROUNDOFF, gamma
 
 
@@ -108,6 +108,41 @@ def test_kernel_backends_agree(monkeypatch):
     torch.testing.assert_close(loss, ref_loss, rtol=1e-4, atol=1e-5)
     for name in grads:
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-3, atol=2e-5, msg=name)
+
+
+def test_beam_cache_matches_copied_prompt_rows(monkeypatch):
+    """BeamKVCache (beams share their prompt's keys) computes what a KVCache with the prompt rows copied to
+    every beam computes: left-padded prompts, several steps, beams reordered within their prompt and a
+    prompt dropped midway. float64, so the two summation orders agree to ~1e-13; a beam reading another
+    prompt's keys, a lost position or a wrong padding mask is off by O(1)."""
+    monkeypatch.setenv("KERNELS_BACKEND", "torch")
+    model = tiny().double().eval()
+    g = torch.Generator().manual_seed(7)
+    lengths, w = [9, 13, 11], 3
+    T = max(lengths)
+    pad = torch.tensor([T - n for n in lengths])
+    idx = torch.randint(0, 101, (3, T), generator=g)
+    prefix = KVCache(model.config, 3, T, "cpu", pad=pad)
+    copied = KVCache(model.config, 3, T + 6, "cpu", pad=pad)
+    with torch.no_grad():
+        model.hidden_states(idx, prefix)
+        model.hidden_states(idx, copied)
+        copied.reorder(torch.arange(3).repeat_interleave(w))
+        beam = BeamKVCache(prefix, w, 6)
+        live = 3
+        for step in range(6):
+            tok = torch.randint(0, 101, (live * w, 1), generator=g)
+            a, b = model.hidden_states(tok, beam), model.hidden_states(tok, copied)
+            assert beam.length == copied.length
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+            # every beam takes a random beam of its own prompt
+            src = [p * w + int(j) for p in range(live) for j in torch.randint(0, w, (w,), generator=g)]
+            beam.reorder_generated(list(range(live * w)), src)
+            copied.reorder(torch.tensor(src))
+            if step == 2:  # the first prompt ends: the last one moves into its place
+                dead = list(range(w))
+                assert beam.drop(dead) == copied.drop(dead)
+                live -= 1
 
 
 def test_kv_cache_decoding_matches_full_forward(monkeypatch):

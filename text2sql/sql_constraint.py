@@ -421,6 +421,8 @@ class SchemaIndex:
         self.on_cache: dict = {}
         self.sat_cache: dict = {}
         self.join_cache: dict = {}
+        self.tables_cache: dict = {}  # join_key -> the tables FROM may name next (_Parser.table_ref)
+        self.alias_cache: dict = {}  # (join_key, table) -> (its allowed aliases, whether it may go without one)
         self.spelled_cache: dict = {}
         self.words_cache: dict = {}
         self.parse_cache: dict = {}  # (lexemes, exact case, question_decides) -> Options (SQLPrefixChecker.options)
@@ -786,17 +788,28 @@ class _Parser:
         return out
 
     def table_ref(self, scope: _Scope):
+        # Which tables may come next, and then which aliases (and whether none) each may take, depend only on
+        # join_key: memoised on it, since every later word re-reads this FROM clause (most of the parser's
+        # time went to these satisfiability checks, one per table and alias, again at every word)
         key = self.join_key(scope)
-        tables = [t for t in self.index.tables if self.table_allowed(scope, t, key)]
+        tables = self.index.tables_cache.get(key)
+        if tables is None:
+            tables = self.index.tables_cache[key] = tuple(
+                t for t in self.index.tables if self.table_allowed(scope, t, key))
         table = self.expect_word(*tables)
-        aliases = tuple(a for a in self.index.aliases if self.binding_allowed(scope, table, a))
+        hit = self.index.alias_cache.get((key, table))
+        if hit is None:
+            hit = self.index.alias_cache[(key, table)] = (
+                tuple(a for a in self.index.aliases if self.binding_allowed(scope, table, a)),
+                self.binding_allowed(scope, table, None))
+        aliases, bare_ok = hit
         alias = None
         if aliases and self.accept_word("as"):
             alias = self.expect_word(*aliases)
         elif aliases:
             alias = self.accept_word(*aliases)
         name = alias or table
-        if alias is None and not self.binding_allowed(scope, table, None):  # only an alias can follow
+        if alias is None and not bare_ok:  # only an alias can follow
             raise _EndOfInput if self.eof() and aliases else _Reject
         scope.bindings.append((name, table))
         if alias:

@@ -990,10 +990,28 @@ class _Parser:
         fresh = [a for a in self.index.aliases if a not in used]
         rep = fresh[0] if fresh else None
         copies = set(fresh[1:])
+        # Likewise the column of a new reference matters to the search only through the tables that have
+        # it (tables_with): which tables a bare name may come from, which an alias may stand for, whether a
+        # bound or outer table has it (a table-qualified name: its table always has it). So one search per
+        # (qualifier, tables_with) answers for every such word, unless an equal reference is already
+        # pending (then it changes whether that one counts as inside an aggregate): those search alone.
+        pending = set(scope.pending)
+        tables = self.index.columns
+        found: dict = {}
         out = set()
         for w in words:
             q, dot, c = w.rpartition(".")
-            if not (dot and q in copies) and self.sat_with(scope, w):
+            if dot and q in copies:
+                continue
+            ref = (q or None, c)
+            if ref in pending:
+                ok = self.sat_with(scope, w)
+            else:
+                group = (q, None if q in tables else self.index.tables_with[c])
+                ok = found.get(group)
+                if ok is None:
+                    ok = found[group] = self.sat_with(scope, w)
+            if ok:
                 out.add(w)
         if rep is not None:
             ok = {w.rpartition(".")[2] for w in out if w.rpartition(".")[0] == rep}

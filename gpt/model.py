@@ -69,6 +69,21 @@ class LayerNorm(nn.Module):
         return kernels.layer_norm(x, self.weight, self.bias, eps=1e-5, residual=residual)
 
 
+def fill_holes(n: int, dead) -> tuple[list[tuple[int, int]], list[int]]:
+    """Compacting n rows without the `dead` ones, in place: the last kept rows move into the holes below
+    the new count, in order. Returns the (hole, mover) moves and, for each new row, the old row it holds
+    (KVCache.drop per row, BeamKVCache.drop per prompt)."""
+    dead = set(dead)
+    n_new = n - len(dead)
+    holes = [i for i in sorted(dead) if i < n_new]
+    movers = [i for i in range(n_new, n) if i not in dead]
+    moves = list(zip(holes, movers))
+    order = list(range(n_new))
+    for hole, mover in moves:
+        order[hole] = mover
+    return moves, order
+
+
 class KVCache:
     """Keys and values of the tokens seen so far, preallocated for `max_len` positions, per layer.
 
@@ -137,14 +152,9 @@ class KVCache:
         256 x 548 slots: ~60 ms, as long as 7 decoding steps), so decoding that drops finished rows one at
         a time uses this. Dropping whole groups of consecutive rows (beam search: a prompt's beams), with a
         new count that is a multiple of the group size, moves whole groups and keeps each one's order."""
-        n = self.shape[1]
-        dead = set(rows)
-        n_new = n - len(dead)
-        holes = [i for i in sorted(dead) if i < n_new]
-        movers = [i for i in range(n_new, n) if i not in dead]
-        order = list(range(n_new))
-        for hole, mover in zip(holes, movers):
-            order[hole] = mover
+        moves, order = fill_holes(self.shape[1], rows)
+        n_new = len(order)
+        for hole, mover in moves:
             if self.k is not None:
                 self.k[:, hole, :, :self.length] = self.k[:, mover, :, :self.length]
                 self.v[:, hole, :, :self.length] = self.v[:, mover, :, :self.length]
@@ -240,17 +250,13 @@ class BeamKVCache:
         """KVCache.drop for whole prompts: `rows` holds every beam row of the prompts that leave (groups of
         `width`); the last prompts move into the holes, in order. Returns, per new row, the old row."""
         w = self.width
-        B = self.k.shape[1] // w
-        dead = sorted({r // w for r in rows})
+        dead = {r // w for r in rows}
         if len(dead) * w != len(set(rows)):
             raise ValueError("BeamKVCache drops whole prompts (all of their beam rows)")
-        b_new = B - len(dead)
-        holes = [b for b in dead if b < b_new]
-        movers = [b for b in range(b_new, B) if b not in set(dead)]
-        prompt_order = list(range(b_new))
+        moves, prompt_order = fill_holes(self.k.shape[1] // w, dead)
+        b_new = len(prompt_order)
         n = self.generated
-        for hole, mover in zip(holes, movers):
-            prompt_order[hole] = mover
+        for hole, mover in moves:
             self.prefix_k[:, hole] = self.prefix_k[:, mover]
             self.prefix_v[:, hole] = self.prefix_v[:, mover]
             self.k[:, hole * w:(hole + 1) * w, :, :n] = self.k[:, mover * w:(mover + 1) * w, :, :n]

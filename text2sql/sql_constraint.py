@@ -996,7 +996,6 @@ class _Parser:
         # (qualifier, tables_with) answers for every such word, unless an equal reference is already
         # pending (then it changes whether that one counts as inside an aggregate): those search alone.
         pending = set(scope.pending)
-        tables = self.index.columns
         found: dict = {}
         out = set()
         for w in words:
@@ -1007,7 +1006,7 @@ class _Parser:
             if ref in pending:
                 ok = self.sat_with(scope, w)
             else:
-                group = (q, None if q in tables else self.index.tables_with[c])
+                group = (q, None if q in self.index.columns else self.index.tables_with[c])
                 ok = found.get(group)
                 if ok is None:
                     ok = found[group] = self.sat_with(scope, w)

@@ -97,18 +97,25 @@ def unsupported_literals(sql: str, question: str) -> int:
 def choose_by_execution(candidates: list[str], db_path, timeout_s: float = DEFAULT_TIMEOUT_S,
                         question: str | None = None) -> str:
     """Execution-guided choice among candidates (best first): among those that run, the ones that return rows
-    first, and (given the question) those whose literals the question contains first; else the first."""
+    first, and (given the question) those whose literals the question contains first; else the first.
+
+    That is the least (returns no rows, literal misses, rank) over the candidates that run. The misses need
+    no database, so the candidates run in (misses, rank) order and the first one that returns rows is the
+    answer: every later one has a key at least as large. All of them run only when none returns rows (then
+    the first that ran without error wins). Usually the best candidate answers and runs alone."""
     if not candidates:
         return ""
-    ranked = []
-    for rank, sql in enumerate(candidates):
-        if not sql:
-            continue
+    order = sorted((unsupported_literals(sql, question) if question is not None else 0, rank, sql)
+                   for rank, sql in enumerate(candidates) if sql)
+    runs_empty = None
+    for _, _, sql in order:
         r = execute_sql(db_path, sql, timeout_s=timeout_s, max_rows=1)
         if r.ok:
-            misses = unsupported_literals(sql, question) if question is not None else 0
-            ranked.append((not r.rows, misses, rank, sql))
-    return min(ranked)[3] if ranked else candidates[0]
+            if r.rows:
+                return sql
+            if runs_empty is None:
+                runs_empty = sql
+    return candidates[0] if runs_empty is None else runs_empty
 
 
 # How much left padding a batch may add, as a fraction of its longest prompt. Padding costs compute in two

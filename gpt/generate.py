@@ -257,10 +257,14 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
         logp = torch.log_softmax(mask_logits(logits.float(), n_vocab), dim=-1)
         base = torch.tensor([scores[b] for b in active], device=device).view(-1, 1)
         cand = (base + logp).view(len(active), k * vocab)
+        # every prompt's best 4k candidates in one call (most prompts need no more; _best_allowed asks for
+        # more of its own row when they run out)
+        top = cand.topk(min(4 * k, cand.shape[1]), dim=-1)
+        top = list(zip(top.values.tolist(), top.indices.tolist()))
         src, tok = [], []  # per surviving prompt's slot: the cache row it extends, the id it adds
         for a, b in enumerate(active):
             picked = _best_allowed(cand[a], b, k, vocab, limit, beams, stop_set, constraint, lazy, finished[b],
-                                   length_penalty)
+                                   length_penalty, top[a])
             new_scores = [s for s, _, _ in picked] + [NEG] * (k - len(picked))
             if len(finished[b]) >= k or not picked:
                 done[b] = True
@@ -307,9 +311,11 @@ def beam_search(model: GPT, prompts: Sequence[Sequence[int]], width: int, max_ne
     return out
 
 
-def _best_allowed(cand, b, k, vocab, limit, beams, stop_set, constraint, lazy, finished, length_penalty):
+def _best_allowed(cand, b, k, vocab, limit, beams, stop_set, constraint, lazy, finished, length_penalty,
+                  top=None):
     """The next live beams of prompt b as [(score, parent row, id)], best first; candidates ending in a stop
-    id go to `finished` (at most k in all). cand: (k * vocab,) summed log-probabilities of every extension.
+    id go to `finished` (at most k in all). cand: (k * vocab,) summed log-probabilities of every extension;
+    top: (scores, indices) of its best min(4k, k * vocab) as lists, when the caller has them already.
 
     Candidates are walked best first (the top 4k, then 16k, ...). With a lazy constraint each is tested
     with allows(); once the top 16k are used up that way, every live beam gets its full allowed set
@@ -333,8 +339,9 @@ def _best_allowed(cand, b, k, vocab, limit, beams, stop_set, constraint, lazy, f
 
     n = min(4 * k, cand.numel())
     while True:
-        top_scores, top_index = cand.topk(n)
-        for s, i in zip(top_scores.tolist(), top_index.tolist()):
+        if top is None or len(top[0]) != n:
+            top = [x.tolist() for x in cand.topk(n)]
+        for s, i in zip(*top):
             if s == NEG:
                 return out
             if i in processed:

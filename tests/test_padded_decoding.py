@@ -302,3 +302,37 @@ def test_decode_sql_batch_on_mixed_lengths_equals_batch_size_one(sql_setup, mode
     assert any(len(set(b)) > 1 for b in seen), seen  # some batch mixed lengths
     alone = decode_sql_batch(model, tok, prompts, contexts, mode, max_new, beam_width=2, batch_size=1)
     assert together == alone, together
+
+
+@pytest.mark.parametrize("mode", ["greedy", "constrained", "beam+exec"])
+def test_decoding_pauses_the_collector_and_leaves_no_cycles_behind(sql_setup, mode, monkeypatch):
+    """decode_sql_batch pauses Python's cyclic garbage collector (text2sql.decoding.collector_paused): safe
+    only while decoding makes no reference cycles, whose garbage would then wait for the next collection."""
+    import gc
+
+    import text2sql.decoding as decoding
+    from text2sql.decoding import SQLContext, decode_sql_batch
+    from text2sql.prompt import fit_and_encode_prompt
+
+    db, schema, questions, tok = sql_setup
+    torch.manual_seed(2)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=96, vocab_size=512)).eval()
+    prompts = [fit_and_encode_prompt(tok, schema, q, 96, 24, db) for q in questions]
+    contexts = [SQLContext(schema, q, db) for q in questions]
+    enabled_inside, collected = [], []
+    real = decoding._decode_sql_batch
+    monkeypatch.setattr(decoding, "_decode_sql_batch",
+                        lambda *a: enabled_inside.append(gc.isenabled()) or real(*a))
+
+    def count(phase, info):  # (a collection may run as the pause ends: what it finds counts too)
+        if phase == "stop":
+            collected.append(info["collected"])
+
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        sql = decode_sql_batch(model, tok, prompts, contexts, mode, 40, beam_width=2, batch_size=4)
+    finally:
+        gc.callbacks.remove(count)
+    assert len(sql) == len(questions) and enabled_inside == [False] and gc.isenabled()
+    assert sum(collected) + gc.collect() == 0  # decoding left nothing that only the collector can free

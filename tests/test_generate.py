@@ -223,3 +223,57 @@ def test_errors_are_value_errors(model):
     with pytest.raises(ValueError):
         decode_batch(model, [], 4)
     assert isinstance(Hypothesis([1], -1.0, -0.5, True), Hypothesis)
+
+
+class RandomSets:
+    """A fixed random allowed set per (row, beam ids so far); lazy (with allows) or not."""
+
+    def __init__(self, seed, vocab, lazy):
+        self.g, self.vocab, self.sets = torch.Generator().manual_seed(seed), vocab, {}
+        if lazy:
+            self.allows = lambda row, generated, token: token in self.allowed_ids(row, generated)
+
+    def allowed_ids(self, row, generated):
+        key = (row, tuple(generated))
+        if key not in self.sets:  # sizes from none to all, small ones most often (a string literal's few ids)
+            size = int(self.vocab ** torch.rand(1, generator=self.g).item()) - 1
+            self.sets[key] = torch.randperm(self.vocab, generator=self.g)[:size].tolist()
+        return self.sets[key]
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_best_allowed_walks_the_fully_masked_candidates(lazy):
+    """beam_search's candidate walk (_best_allowed: the top 4k and 16k tested one by one, then only the
+    allowed candidates of the live beams) picks what walking every candidate of the fully masked scores
+    in order picks: the same live beams, in order, and the same finished hypotheses."""
+    from gpt.generate import _best_allowed
+
+    k, vocab, limit, stops = 3, 60, 55, {5, 6}
+    for seed in range(200):
+        g = torch.Generator().manual_seed(seed)
+        cand = torch.randn(k * vocab, generator=g, dtype=torch.float64) * 3 - 10
+        dead = torch.rand(k, generator=g) < 0.3
+        dead[0] = False  # (beam 0 is always live)
+        cand.view(k, vocab)[dead] = float("-inf")
+        beams = [[seed, j] for j in range(k)]
+        constraint = RandomSets(seed, vocab, lazy)
+        finished = []
+        got = _best_allowed(cand, 0, k, vocab, limit, beams, stops, constraint, lazy, finished, 1.0)
+
+        want, want_finished = [], []
+        masked = torch.full_like(cand, float("-inf"))
+        for j in range(k):
+            for t in constraint.allowed_ids(0, beams[j]):
+                if t < limit:
+                    masked[j * vocab + t] = cand[j * vocab + t]
+        for i in masked.argsort(descending=True).tolist():
+            s = masked[i].item()
+            if s == float("-inf") or len(want) == k or len(want_finished) == k:
+                break
+            j, t = divmod(i, vocab)
+            if t in stops:
+                want_finished.append((s, j))
+            else:
+                want.append((s, j, t))
+        assert [(s, p, t) for s, p, t in got] == want, seed
+        assert [(h.logprob, h.ids) for h in finished] == [(s, beams[j]) for s, j in want_finished], seed

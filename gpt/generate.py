@@ -317,46 +317,28 @@ def _best_allowed(cand, b, k, vocab, limit, beams, stop_set, constraint, lazy, f
     id go to `finished` (at most k in all). cand: (k * vocab,) summed log-probabilities of every extension;
     top: (scores, indices) of its best min(4k, k * vocab) as lists, when the caller has them already.
 
-    Candidates are walked best first: the top 4k, then the top 16k. With a lazy constraint each is tested
-    with allows(); without one, a beam's full allowed set is taken when one of its candidates comes up.
-    When those run out (the model's favourites are not allowed: mostly inside a string literal), every
-    live beam's full allowed set is taken and the walk goes on over exactly those candidates, sorted,
-    instead of scanning ever more of all k * vocab. The result equals walking the candidates of the fully
-    masked scores."""
+    Candidates are walked best first (the top 4k, then 16k, ...). With a lazy constraint each is tested
+    with allows(); once the top 16k are used up that way, every live beam gets its full allowed set
+    instead. The result equals walking the candidates of the fully masked scores."""
     NEG = float("-inf")
     out = []
     full: dict[int, set | None] = {}  # beam -> its full allowed set (None: unconstrained)
     processed: set[int] = set()
-
-    def full_set(j):
-        if j not in full:
-            ids = None if constraint is None else constraint.allowed_ids(b, beams[b * k + j])
-            full[j] = None if ids is None else set(ids)
-        return full[j]
 
     def allowed(j, t):
         if t >= limit:
             return False
         if constraint is None:
             return True
-        if lazy and j not in full:
-            return constraint.allows(b, beams[b * k + j], t)
-        ids = full_set(j)
-        return ids is None or t in ids
+        if j not in full:
+            if lazy:
+                return constraint.allows(b, beams[b * k + j], t)
+            ids = constraint.allowed_ids(b, beams[b * k + j])
+            full[j] = None if ids is None else set(ids)
+        return full[j] is None or t in full[j]
 
-    def take(s, i) -> bool:
-        """Walk on to candidate i (allowed) with score s; True when the walk is done."""
-        j, t = divmod(i, vocab)
-        parent = b * k + j
-        if t in stop_set:
-            m = len(beams[parent]) + 1
-            finished.append(Hypothesis(list(beams[parent]), s, s / m ** length_penalty, True))
-            return len(finished) >= k
-        out.append((s, parent, t))
-        return len(out) == k
-
-    for n in (4 * k, 16 * k):
-        n = min(n, cand.numel())
+    n = min(4 * k, cand.numel())
+    while True:
         if top is None or len(top[0]) != n:
             top = [x.tolist() for x in cand.topk(n)]
         for s, i in zip(*top):
@@ -365,24 +347,21 @@ def _best_allowed(cand, b, k, vocab, limit, beams, stop_set, constraint, lazy, f
             if i in processed:
                 continue
             processed.add(i)
-            if allowed(*divmod(i, vocab)) and take(s, i):
+            j, t = divmod(i, vocab)
+            if not allowed(j, t):
+                continue
+            parent = b * k + j
+            if t in stop_set:
+                m = len(beams[parent]) + 1
+                finished.append(Hypothesis(list(beams[parent]), s, s / m ** length_penalty, True))
+                if len(finished) >= k:
+                    return out
+                continue
+            out.append((s, parent, t))
+            if len(out) == k:
                 return out
-        if n == cand.numel():
+        if n >= cand.numel():
             return out
-    # the best candidates ran out: the rest of the walk over the allowed candidates of the live beams only
-    live = (cand.view(k, vocab).amax(dim=1) > NEG).tolist()
-    index = []
-    for j in range(k):
-        if live[j]:
-            ids = full_set(j)
-            index += [j * vocab + t for t in (range(limit) if ids is None else sorted(t for t in ids if t < limit))]
-    if not index:
-        return out
-    index = torch.tensor(index, dtype=torch.long, device=cand.device)
-    scores, order = cand[index].sort(descending=True, stable=True)
-    for s, i in zip(scores.tolist(), index[order].tolist()):
-        if s == NEG:
-            return out
-        if i not in processed and take(s, i):
-            return out
-    return out
+        if lazy and n >= 16 * k:  # the best candidates ran out: full allowed sets from here on
+            lazy = False
+        n = min(n * 4, cand.numel())

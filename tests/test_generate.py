@@ -243,9 +243,9 @@ class RandomSets:
 
 @pytest.mark.parametrize("lazy", [True, False])
 def test_best_allowed_walks_the_fully_masked_candidates(lazy):
-    """beam_search's candidate walk (_best_allowed: the top 4k and 16k tested one by one, then only the
-    allowed candidates of the live beams) picks what walking every candidate of the fully masked scores
-    in order picks: the same live beams, in order, and the same finished hypotheses."""
+    """beam_search's candidate walk (_best_allowed: the top 4k, then 16k, ... tested one by one, full allowed
+    sets once the top 16k ran out) picks what walking every candidate of the fully masked scores in order
+    picks: the same live beams, in order, and the same finished hypotheses."""
     from gpt.generate import _best_allowed
 
     k, vocab, limit, stops = 3, 60, 55, {5, 6}

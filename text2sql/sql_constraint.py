@@ -400,6 +400,7 @@ class SchemaIndex:
                     if _IDENT.match(c.name):
                         self.spell.setdefault(c.name.lower(), set()).add(c.name)
         self.tables = tuple(self.columns)
+        self.colset = {t: frozenset(cols) for t, cols in self.columns.items()}  # (for membership tests)
         # keys and types, for the join rules (keyed): primary keys, foreign keys (t, c) -> (t2, c2), and
         # "num" / "text" for columns whose declared type says so
         self.pks: set[tuple[str, str]] = set()
@@ -567,10 +568,10 @@ class _Parser:
         return self.lex[self.i]
 
     def accept_word(self, *words) -> str | None:
-        if self.eof():
+        if self.i >= len(self.lex):  # (eof and peek inlined: the parser's most frequent calls)
             self.exp.words.update(words)
             return None
-        kind, text = self.peek()
+        kind, text = self.lex[self.i]
         if kind == "w" and text in words:
             self.i += 1
             return text
@@ -583,10 +584,10 @@ class _Parser:
         return w
 
     def accept_punct(self, *puncts) -> str | None:
-        if self.eof():
+        if self.i >= len(self.lex):
             self.exp.puncts.update(puncts)
             return None
-        kind, text = self.peek()
+        kind, text = self.lex[self.i]
         if kind == "p" and text in puncts:
             self.i += 1
             return text
@@ -883,7 +884,7 @@ class _Parser:
 
     def _satisfiable(self, scope, bindings) -> bool:
         bound = dict(bindings)
-        cols = self.index.columns
+        cols = self.index.colset
         unmet = None
         agg = scope.pending_agg  # (these must resolve here, not in an outer query)
         for q, c in scope.pending:
@@ -908,7 +909,7 @@ class _Parser:
             options = [(x, x)] if x in cols else []
         elif kind == "alias":  # (a table with every column the alias is used with)
             need = {c for q, c in scope.pending if q == x}
-            options = [(x, t) for t in self.index.tables if need <= set(cols[t])]
+            options = [(x, t) for t in self.index.tables if need <= cols[t]]
         else:
             options = [(t if t not in bound else next((a for a in self.index.aliases if a not in bound), t), t)
                        for t in self.index.tables if x in cols[t]]
@@ -945,7 +946,8 @@ class _Parser:
         """(table, column) a reference resolves to in this scope (inner first), or None."""
         while scope is not None:
             if qualifier is None:
-                hits = [t for _, t in scope.bindings if column in self.index.columns[t]]
+                colset = self.index.colset
+                hits = [t for _, t in scope.bindings if column in colset[t]]
                 if len(hits) > 1:
                     return None
                 if hits:
@@ -953,7 +955,7 @@ class _Parser:
             else:
                 t = scope.binding(qualifier)
                 if t is not None:
-                    return (t, column) if column in self.index.columns[t] else None
+                    return (t, column) if column in self.index.colset[t] else None
             scope = scope.parent
         return None
 
@@ -1059,7 +1061,7 @@ class _Parser:
         """The scope a resolvable reference resolves in (inner first)."""
         while scope is not None:
             if (scope.binding(qualifier) is not None if qualifier
-                    else any(column in self.index.columns[t] for _, t in scope.bindings)):
+                    else any(column in self.index.colset[t] for _, t in scope.bindings)):
                 return scope
             scope = scope.parent
         return None
@@ -1165,17 +1167,15 @@ class _Parser:
     def primary(self, scope, agg, hint, like):
         no_numbers, self.no_numbers = self.no_numbers, False
         rule, self.literal_rule = self.literal_rule, None
-        str_spec = StrSpec(hint, like, rule[0]) if rule else StrSpec(hint, like)
-        num_spec = NumSpec(hint, hint is None, rule[1], rule[2]) if rule else NumSpec(hint, small_ints=hint is None)
         if self.eof():  # (a unary minus is term's)
             if self.depth < MAX_DEPTH:
                 self.exp.puncts.add("(")
             if agg and self.depth < MAX_DEPTH:
                 self.exp.words.update(AGGREGATES)
             self.exp.words.update(self.column_words(scope))
-            self.exp.strings.append(str_spec)
+            self.exp.strings.append(self.str_spec(hint, like, rule))
             if not no_numbers:
-                self.exp.numbers.append(num_spec)
+                self.exp.numbers.append(self.num_spec(hint, rule))
             raise _EndOfInput
         kind, text = self.peek()
         is_call = self.i + 1 >= len(self.lex) or self.lex[self.i + 1] == ("p", "(")
@@ -1211,12 +1211,12 @@ class _Parser:
             self.depth -= 1
             return None
         if kind == "s":
-            if not self.values.string_complete(str_spec, text):
+            if not self.values.string_complete(self.str_spec(hint, like, rule), text):
                 raise _Reject
             self.i += 1
             return None
         if kind == "n":
-            if not self.values.number_complete(num_spec, text):
+            if not self.values.number_complete(self.num_spec(hint, rule), text):
                 raise _Reject
             self.i += 1
             return None
@@ -1224,6 +1224,16 @@ class _Parser:
             self.i += 1
             return self.column_ref(scope, text)
         raise _Reject
+
+    # The specs of a literal at a primary (built only where one is written or may come next: most primaries
+    # are columns, and the prefix is re-read at every parse). rule: the literal_rule the primary took.
+    @staticmethod
+    def str_spec(hint, like, rule) -> StrSpec:
+        return StrSpec(hint, like, rule[0]) if rule else StrSpec(hint, like)
+
+    @staticmethod
+    def num_spec(hint, rule) -> NumSpec:
+        return NumSpec(hint, hint is None, rule[1], rule[2]) if rule else NumSpec(hint, small_ints=hint is None)
 
     def positional_guard(self):
         """ORDER BY / GROUP BY 2 means "the second result column" (and so do (2) and -2 to SQLite): the

@@ -679,10 +679,9 @@ class _Parser:
         self.table_ref(scope)
         while True:
             # another table only when one can join without making a SELECT-list column ambiguous
-            key = self.join_key(scope)
             connected = self.connected(scope)
-            can_join = len(scope.bindings) < MAX_TABLES and (connected or scope.no_on < MAX_DEFERRED) and any(
-                self.table_allowed(scope, t, key) for t in self.index.tables)
+            can_join = len(scope.bindings) < MAX_TABLES and (connected or scope.no_on < MAX_DEFERRED) and bool(
+                self.next_tables(scope, self.join_key(scope)))
             joined = can_join and self.accept_word("join")
             if not joined:
                 if not connected:  # (an ON is still to come)
@@ -793,11 +792,7 @@ class _Parser:
         # join_key: memoised on it, since every later word re-reads this FROM clause (most of the parser's
         # time went to these satisfiability checks, one per table and alias, again at every word)
         key = self.join_key(scope)
-        tables = self.index.tables_cache.get(key)
-        if tables is None:
-            tables = self.index.tables_cache[key] = tuple(
-                t for t in self.index.tables if self.table_allowed(scope, t, key))
-        table = self.expect_word(*tables)
+        table = self.expect_word(*self.next_tables(scope, key))
         hit = self.index.alias_cache.get((key, table))
         if hit is None:
             hit = self.index.alias_cache[(key, table)] = (
@@ -815,6 +810,15 @@ class _Parser:
         scope.bindings.append((name, table))
         if alias:
             scope.aliased.add(table)
+
+    def next_tables(self, scope: _Scope, key: tuple) -> tuple:
+        """The tables FROM may name next (table_allowed), memoised on join_key: FROM asks whether there is
+        one before each JOIN, and table_ref which, at every parse that re-reads the clause."""
+        tables = self.index.tables_cache.get(key)
+        if tables is None:
+            tables = self.index.tables_cache[key] = tuple(
+                t for t in self.index.tables if self.table_allowed(scope, t, key))
+        return tables
 
     def table_allowed(self, scope: _Scope, table: str, key=None) -> bool:
         """Whether `table` can be joined (with some alias or none) and FROM still be completed (memoised on

@@ -632,3 +632,40 @@ def test_the_completer_finishes_every_literal_it_may_be_in(tmp_path, decides):
         assert state is not None, prefix
         rest = c.completion(state)
         assert rest is not None and c.accepts(prefix + rest), (prefix, rest)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """Three tables in a chain (the schema tags' shape: t1 <- t2 <- t3, each with an id the next refers to)."""
+    path = tmp_path_factory.mktemp("chain") / "chain.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE tab1 (col1 INTEGER PRIMARY KEY, col2 TEXT);
+        CREATE TABLE tab2 (col3 INTEGER PRIMARY KEY, col4 INTEGER REFERENCES tab1(col1), col5 TEXT);
+        CREATE TABLE tab3 (col6 INTEGER PRIMARY KEY, col7 INTEGER REFERENCES tab2(col3), col8 TEXT);
+        INSERT INTO tab1 VALUES (1, 'a'); INSERT INTO tab2 VALUES (1, 1, 'b'); INSERT INTO tab3 VALUES (1, 1, 'c');
+    """)
+    conn.close()
+    return path
+
+
+@pytest.mark.parametrize("prefix, joins", [
+    ("SELECT T1.col8, T2.col2 FROM tab2 AS T", 2),  # the SELECT list's two tables, joined through tab2
+    ("SELECT T1.col8, T2.col2 FROM tab2 AS T3 JOIN", 2),
+    ("SELECT T1.col8, T2.col2 FROM", 1),  # tab1 and tab3 (ON may compare two primary keys of one type)
+    ("SELECT T1.col8, T2.col5 FROM tab3 AS T1 JOIN", 1),
+    ("SELECT col8 FROM tab3 INTERSECT SELECT col2", 0),  # the second query needs tab1 only
+    ("SELECT col2 FROM tab1 WHERE col1 IN (SELECT col4", 0),
+])
+def test_the_completer_joins_only_the_tables_still_needed(chain, prefix, joins):
+    """SQLPrefixChecker.completion (what the token budget counts on) joins, after a FROM, the tables that the
+    columns still unresolved need, not more of those already joined: a completion that is longer than it
+    must be makes the budget bind early and costs a search at every later step (before: 'FROM tab2 T3 JOIN
+    tab1 T2 ON ... JOIN tab1 ON ... JOIN tab1 T4 ON ... JOIN tab3 T1 ON ...')."""
+    c = SQLPrefixChecker(read_schema(chain), "", chain)
+    state = c.check(prefix)
+    assert state is not None, prefix
+    rest = c.completion(state)
+    assert rest is not None and c.accepts(prefix + rest), (prefix, rest)
+    assert (prefix + rest).upper().count(" JOIN ") - prefix.upper().count(" JOIN ") == joins, prefix + rest
+    assert execute_sql(chain, prefix + rest).ok

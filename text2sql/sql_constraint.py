@@ -1576,11 +1576,11 @@ class SQLPrefixChecker:
         words = [w for w in opts.words if w not in _NOT_FOR_COMPLETION]
         # qualifiers the SQL already used (T9.x needs a T9 in some FROM) before other words of a length
         used = {x.rpartition(".")[0] for kind, x in self._lexemes[pid] if kind == "w" and "." in x}
-        # ...and tables by how many of the column names written so far they have (FROM the table the SELECT
-        # list needs, not the first of the schema joined on to it)
-        named = {x.rpartition(".")[2] for kind, x in self._lexemes[pid] if kind == "w"}
-        cols = self.index.columns
-        words.sort(key=lambda w: (w not in ("from", "by", "null"), -len(named.intersection(cols.get(w, ()))),
+        # ...and tables by how many of the columns still missing they have (FROM the table the SELECT list
+        # needs, not the first of the schema joined on to it; the next JOIN the one that still misses)
+        missing = self._missing_columns(self._lexemes[pid])
+        cols = self.index.colset
+        words.sort(key=lambda w: (w not in ("from", "by", "null"), -len(missing.intersection(cols.get(w, ()))),
                                   len(w), w not in used, w))
         out += [lead + self.spell(w) for w in words[:2]]
         if opts.numbers:
@@ -1593,6 +1593,32 @@ class SQLPrefixChecker:
         out += [(lead + self.spell(w), w) for w in ("join", "and", "select", "in") if w in opts.words]
         out += [(p, p) for p in ("(", "*", ",") if p in opts.puncts]
         return out
+
+    def _missing_columns(self, lexemes: tuple) -> set:
+        """The columns the query being written names that no table written in it so far can give it: behind
+        a qualifier that is neither a table written nor an alias bound (T2.x before any "... AS T2"), or
+        bare where no table written has them. The query being written: from its last SELECT (the second
+        query of a UNION, a subquery). The completer's guide to which table to join next (a heuristic: the
+        parser decides what is allowed)."""
+        cols = self.index.colset
+        words = [x for kind, x in lexemes if kind == "w"]
+        words = words[len(words) - words[::-1].index("select") - 1:] if "select" in words else words
+        tables = {x for x in words if x in cols}
+        bound = set()  # aliases given to a table: "t AS a" or "t a"
+        for i, x in enumerate(words[:-1]):
+            if x in cols:
+                a = words[i + 2] if words[i + 1] == "as" and i + 2 < len(words) else words[i + 1]
+                if a in self.index.aliases:
+                    bound.add(a)
+        missing = set()
+        for x in words:
+            q, dot, c = x.rpartition(".")
+            if dot:
+                if q not in tables and q not in bound:
+                    missing.add(c)
+            elif x in self.index.tables_with and not any(x in cols[t] for t in tables):
+                missing.add(x)
+        return missing
 
     def reject_reason(self, text: str) -> str | None:
         """Where a complete query stops being accepted (for reports): None when it is accepted."""

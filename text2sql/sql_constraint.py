@@ -1729,6 +1729,7 @@ class SQLConstraint:
         self._allowed: dict[tuple, list[int]] = {}
         self._cost: dict[tuple, int | None] = {}  # state -> tokens of a known completion (0: complete)
         self._budgeted: dict[tuple, list[int]] = {}  # (state, tokens left) -> allowed ids
+        self._lefts: dict[tuple, int | None] = {}  # generated ids -> _left of them
         self._text: dict[int, str] = {}
         self._special_ids = set(dict(tokenizer.special_tokens).values())
         self.max_tokens = max_tokens
@@ -1806,7 +1807,10 @@ class SQLConstraint:
 
     def allows(self, generated, token: int) -> bool:
         """Whether `token` may follow (a few memoised character steps: the cheap test greedy and beam use)."""
-        st = self.state(generated)
+        key = tuple(generated)
+        st = self._states.get(key, key)
+        if st is key:
+            st = self.state(key)
         if st is None:
             return False
         if token == self.end_id:
@@ -1814,7 +1818,9 @@ class SQLConstraint:
         nxt = self.next_state(st, token)
         if nxt is None:
             return False
-        left = self._left(generated)
+        left = self._lefts.get(key, key)  # (beam search tests several ids after one prefix)
+        if left is key:
+            left = self._lefts[key] = self._left(key)
         return left is None or self._fits(st, token, nxt, left)
 
     # the token budget ------------------------------------------------------------------------------------

@@ -328,6 +328,66 @@ def test_sharing_options_with_literals_in_the_prefix_would_be_caught(shared_item
     assert bad and all("BETWEEN" in sql for _, _, sql in bad)
 
 
+def options_in_order(items) -> list[dict]:
+    """The options along each gold query, the queries asked in order on their schemas' shared indexes."""
+    SchemaIndex.clear_shared()
+    out = []
+    for sch, question, path, sql in items:
+        c = SQLPrefixChecker(sch, question, path, question_decides=True)
+        c.check(sql)
+        out.append({c._lexemes[pid]: opts for pid, opts in c._options.items()})
+    SchemaIndex.clear_shared()
+    return out
+
+
+FROM_VARIANTS = [  # one FROM clause ended by different lexemes, and FROM clauses that go on
+    "SELECT T1.name FROM employee AS T1 JOIN department AS T2 ON T1.department_id = T2.id WHERE T2.budget > 100",
+    "SELECT T1.name FROM employee AS T1 JOIN department AS T2 ON T1.department_id = T2.id ORDER BY T1.age",
+    "SELECT T2.name FROM employee AS T1 JOIN department AS T2 ON T1.department_id = T2.id GROUP BY T2.name",
+    "SELECT COUNT(*) FROM employee AS T1 JOIN department AS T2 ON T1.department_id = T2.id",
+    "SELECT name FROM employee WHERE age > 30 UNION SELECT name FROM department WHERE budget > 100",
+    "SELECT name FROM employee AS T1 WHERE age > 30",
+    "SELECT T1.name FROM employee AS T1 WHERE T1.age > 30",
+    "SELECT city FROM employee WHERE department_id IN (SELECT id FROM department WHERE budget > 100) LIMIT 3",
+]
+
+
+def test_the_memoised_from_clause_gives_the_options_of_a_fresh_read(shared_items, schema, db, monkeypatch):
+    """_Parser.read_from replays a complete FROM of the outermost query from SchemaIndex.from_cache (keyed
+    on the SELECT list's references, matched on the clause's lexemes and the one after). Every lexeme prefix
+    of the queries below, asked in order on shared indexes, must get exactly the options that reading every
+    FROM afresh gives."""
+    from text2sql import sql_constraint
+
+    items = list(shared_items) + [(schema, "age 30 45 Paris 100 3", db, sql) for sql in GOOD + FROM_VARIANTS]
+    memo = options_in_order(items)
+    monkeypatch.setattr(sql_constraint._Parser, "read_from", sql_constraint._Parser.from_clause)
+    fresh = options_in_order(items)
+    assert sum(len(f) for f in fresh) > 2000
+    for item, f, g in zip(items, memo, fresh):
+        assert f == g, item[3]
+
+
+def test_a_memoised_from_clause_is_only_replayed_whole(schema, db):
+    """Near the end of the input, a slice of the lexemes after FROM is shorter than the span it is looked
+    up for, and may equal a shorter span the memo knows: "FROM employee wher" (a FROM of one table, ended
+    by a word it cannot take, so the query is refused) must not pass for a longer, complete FROM (a random
+    walk found this: the memo read "FROM employee e" as a finished FROM and accepted it). The SELECT list
+    holds a number, so these prefixes are parsed per question, not shared; "wher" may begin a word there
+    (WHERE), so it is read as a word and parsed."""
+    SchemaIndex.clear_shared()
+    c = SQLPrefixChecker(schema, "age 30", db)
+    assert c.check("SELECT age + 30 FROM employee AS t1 WHERE age > 30 ") is not None  # (a span of 4 known)
+    assert c.check("SELECT age + 30 FROM employee wher ") is None  # (then one of 2, behind it)
+    assert c.index.from_cache[(((None, "age"),), ())][0] == [4, 2]
+    for question in ("age 30 again", "and again, age 30"):  # (fresh checkers on the shared index)
+        assert SQLPrefixChecker(schema, question, db).check("SELECT age + 30 FROM employee wher ") is None
+    fresh = SQLPrefixChecker(schema, "age 30 once more", db)
+    state = fresh.check("SELECT age + 30 FROM employee t1 ")
+    assert state is not None and "where" in fresh.options(state[0]).words
+    SchemaIndex.clear_shared()
+
+
 @pytest.mark.skipif(not (SPIDER / "train.json").is_file(), reason="Spider is not at /work/shared/data/spider")
 def test_accepts_spider_train_gold_but_a_few_known_ones():
     schemas, items = {}, []

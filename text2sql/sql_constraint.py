@@ -712,8 +712,8 @@ class _Parser:
         while True:
             # another table only when one can join without making a SELECT-list column ambiguous
             connected = self.connected(scope)
-            can_join = len(scope.bindings) < MAX_TABLES and (connected or scope.no_on < MAX_DEFERRED) and bool(
-                self.next_tables(scope, self.join_key(scope)))
+            can_join = len(scope.bindings) < MAX_TABLES and (connected or scope.no_on < MAX_DEFERRED) and \
+                self.some_table_may_join(scope)
             joined = can_join and self.accept_word("join")
             if not joined:
                 if not connected:  # (an ON is still to come)
@@ -844,13 +844,21 @@ class _Parser:
             scope.aliased.add(table)
 
     def next_tables(self, scope: _Scope, key: tuple) -> tuple:
-        """The tables FROM may name next (table_allowed), memoised on join_key: FROM asks whether there is
-        one before each JOIN, and table_ref which, at every parse that re-reads the clause."""
+        """The tables FROM may name next (table_allowed), memoised on join_key."""
         tables = self.index.tables_cache.get(key)
         if tables is None:
             tables = self.index.tables_cache[key] = tuple(
                 t for t in self.index.tables if self.table_allowed(scope, t, key))
         return tables
+
+    def some_table_may_join(self, scope: _Scope) -> bool:
+        """Whether any table may be joined next: the memoised next_tables when known, else the first table
+        allowed (a FROM that goes on with WHERE never needs the whole list)."""
+        key = self.join_key(scope)
+        tables = self.index.tables_cache.get(key)
+        if tables is not None:
+            return bool(tables)
+        return any(self.table_allowed(scope, t, key) for t in self.index.tables)
 
     def table_allowed(self, scope: _Scope, table: str, key=None) -> bool:
         """Whether `table` can be joined (with some alias or none) and FROM still be completed (memoised on

@@ -242,8 +242,9 @@ def options_along(schema, question, db, sql, exact_case=True):
 
 
 def test_fresh_alias_shortcut_gives_the_options_of_the_full_search(tmp_path, schema, db, monkeypatch):
-    """_satisfiable_words tests one fresh alias per column and copies its answer to the other fresh ones;
-    with the shortcut replaced by the full search (every word tested), every lexeme prefix of the queries
+    """_satisfiable_words tests one fresh alias per column and copies its answer to the other fresh ones, and
+    so does allowed_aliases for the aliases a table may take in FROM; with both shortcuts replaced by the full
+    search (every word, every alias tested), every lexeme prefix of the queries
     below (generator gold: joins, nesting, set operations over many schemas; hand-written nested queries
     whose inner SELECT list names an outer alias) must get exactly the same options."""
     from text2sql import sql_constraint
@@ -254,7 +255,10 @@ def test_fresh_alias_shortcut_gives_the_options_of_the_full_search(tmp_path, sch
         "WHERE T2.city = T1.city)",
         "SELECT T1.name FROM department AS T1 WHERE T1.id IN (SELECT T1.department_id FROM employee AS T1)",
         "SELECT T2.name, T1.city FROM employee AS T1 JOIN department AS T2 ON T1.department_id = T2.id "
-        "WHERE T2.budget > (SELECT MIN(T3.budget) FROM department AS T3)"]]
+        "WHERE T2.budget > (SELECT MIN(T3.budget) FROM department AS T3)",
+        # employee may only be T1 here: under any other alias, T1.age needs a second employee and the bare
+        # name becomes ambiguous (so the fresh aliases' one answer is "no")
+        "SELECT T1.age, name FROM employee AS T1 WHERE T1.age > 30"]]
     for split in sorted(tmp_path.glob("*.json")):
         if split.name == "tables.json":
             continue
@@ -265,6 +269,8 @@ def test_fresh_alias_shortcut_gives_the_options_of_the_full_search(tmp_path, sch
     fast = [options_along(*item) for item in items]
     monkeypatch.setattr(sql_constraint._Parser, "_satisfiable_words",
                         lambda self, scope, words: {w for w in words if self.sat_with(scope, w)})
+    monkeypatch.setattr(sql_constraint._Parser, "allowed_aliases", lambda self, scope, table: tuple(
+        a for a in self.index.aliases if self.binding_allowed(scope, table, a)))
     full = [options_along(*item) for item in items]
     assert sum(len(f) for f in full) > 3000
     for item, f, g in zip(items, fast, full):

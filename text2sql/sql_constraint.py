@@ -827,9 +827,8 @@ class _Parser:
         table = self.expect_word(*self.next_tables(scope, key))
         hit = self.index.alias_cache.get((key, table))
         if hit is None:
-            hit = self.index.alias_cache[(key, table)] = (
-                tuple(a for a in self.index.aliases if self.binding_allowed(scope, table, a)),
-                self.binding_allowed(scope, table, None))
+            hit = self.index.alias_cache[(key, table)] = (self.allowed_aliases(scope, table),
+                                                          self.binding_allowed(scope, table, None))
         aliases, bare_ok = hit
         alias = None
         if aliases and self.accept_word("as"):
@@ -859,6 +858,32 @@ class _Parser:
         if tables is not None:
             return bool(tables)
         return any(self.table_allowed(scope, t, key) for t in self.index.tables)
+
+    def allowed_aliases(self, scope: _Scope, table: str) -> tuple:
+        """The aliases `table` may be bound to next (binding_allowed). An alias that no pending reference
+        names and no binding (here or in an outer query) holds is only a name: binding the table to any such
+        "fresh" alias is the same satisfiability search with two names swapped, so the first fresh alias
+        is searched for and the others copy its answer."""
+        aliases = self.index.aliases
+        if not scope.pending and not scope.bare:  # (nothing to resolve: binding_allowed is a name check)
+            return tuple(a for a in aliases if self.binding_allowed(scope, table, a))
+        used = {q for q, _ in scope.pending}
+        s = scope
+        while s is not None:
+            used.update(b for b, _ in s.bindings)
+            s = s.parent
+        fresh_ok = None
+        out = []
+        for a in aliases:
+            if a in used:
+                ok = self.binding_allowed(scope, table, a)
+            else:
+                if fresh_ok is None:
+                    fresh_ok = self.binding_allowed(scope, table, a)
+                ok = fresh_ok
+            if ok:
+                out.append(a)
+        return tuple(out)
 
     def table_allowed(self, scope: _Scope, table: str, key=None) -> bool:
         """Whether `table` can be joined (with some alias or none) and FROM still be completed (memoised on

@@ -1365,6 +1365,19 @@ def parse_prefix(index: SchemaIndex, values: ValueSource, lexemes: tuple, exact_
 SEP, SPACE, WORD, NUM, OP, STR = range(6)
 
 
+def _chars_after(text: str, piece: str) -> set:
+    """The characters that follow an occurrence of `piece` in `text` (every character when piece is empty)."""
+    if not piece:
+        return set(text)
+    out, i = set(), text.find(piece)
+    while i >= 0:
+        j = i + len(piece)
+        if j < len(text):
+            out.add(text[j])
+        i = text.find(piece, i + 1)
+    return out
+
+
 class SQLPrefixChecker:
     """Character-level: is this text the start of valid SQL for this schema and question, and is it complete?
 
@@ -1499,6 +1512,47 @@ class SQLPrefixChecker:
             nxt = self._push(pid, ("p", ch))
             return None if nxt is None else (nxt, SEP, ch)  # SEP remembers the punctuation: see _start
         return None
+
+    def string_next_chars(self, state: tuple) -> frozenset | None:
+        """Inside a string literal (an STR state): a superset of the characters that may come next (None:
+        no bound), for TokenTrie.walk to skip the rest without feeding them. From the viability rules
+        (ValueSource.string_viable): the quote (it may close or double); for a LIKE pattern %, and what
+        follows the pattern's last piece where the question has it (in either case; or, without
+        question_decides, where a stored value has it); otherwise what follows the string so far where the
+        question has it, or a stored value of the column begins with it. Both cases of each character when
+        the checker ignores case."""
+        pid, mode, buf = state
+        quote, content, pending = buf
+        if pending:
+            return None
+        values = self.values
+        out = {quote}
+        for spec in self.options(pid).strings:
+            col = values.column(spec.column)
+            if spec.like:
+                out.add("%")
+                tail = content.rpartition("%")[2].lower()
+                texts = [values.question_lower] + ([col.joined] if col is not None and not values.question_decides
+                                                   else [])
+                for text in texts:
+                    out.update(_chars_after(text, tail))
+                out.update([c.upper() for c in out])
+                continue
+            c = content if self.exact else content.lower()
+            out.update(_chars_after(values.question, c))
+            if col is not None:
+                i = bisect_left(col.texts, c)
+                while i < len(col.texts) and col.texts[i].startswith(c):
+                    t = col.texts[i]
+                    if len(t) > len(c):
+                        out.add(t[len(c)])
+                        # (every value that goes on with this character is covered: skip past them)
+                        i = bisect_left(col.texts, c + t[len(c)] + "\U0010ffff", i)
+                    else:
+                        i += 1
+        if not self.exact:
+            out.update([c.upper() for c in out] + [c.lower() for c in out])
+        return frozenset(out)
 
     def can_end(self, state: tuple | None) -> bool:
         """True when the text that led to `state` is complete SQL."""
@@ -1743,13 +1797,19 @@ class TokenTrie:
         return trie
 
     def walk(self, checker: SQLPrefixChecker, state: tuple) -> list[int]:
-        """Ids whose whole text the checker accepts from `state` (depth-first, pruned at dead characters)."""
+        """Ids whose whole text the checker accepts from `state` (depth-first, pruned at dead characters).
+        Inside a string literal, a node with many children tries only the characters the string may go on
+        with (SQLPrefixChecker.string_next_chars, a superset): most of the ~150 first characters of the
+        vocabulary cannot, and each costs a viability check of a new string."""
         out: list[int] = []
         stack = [(self.root, state)]
         feed = checker.feed
         while stack:
             node, st = stack.pop()
+            chars = checker.string_next_chars(st) if st[1] == STR and len(node.children) > 16 else None
             for ch, child in node.children.items():
+                if chars is not None and ch not in chars:
+                    continue
                 nxt = feed(st, ch)
                 if nxt is None:
                     continue

@@ -59,6 +59,7 @@ from collections import OrderedDict
 from bisect import bisect_left
 from decimal import Decimal
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from text2sql.schema import Schema, compact_type
@@ -424,17 +425,16 @@ class SchemaIndex:
         self.join_cache: dict = {}
         self.tables_cache: dict = {}  # join_key -> the tables FROM may name next (_Parser.table_ref)
         self.alias_cache: dict = {}  # (join_key, table) -> (its allowed aliases, whether it may go without one)
-        self.spelled_cache: dict = {}
         self.words_cache: dict = {}
         self.parse_cache: dict = {}  # (lexemes, exact case, question_decides) -> Options (SQLPrefixChecker.options)
         self.from_cache: dict = {}  # SELECT-list references -> (span lengths, {FROM lexemes and the next: scope})
-        self._spellings: dict[str, frozenset] = {}
         self.all_columns = tuple(sorted({c for cols in self.columns.values() for c in cols}))
         self.tables_with: dict[str, tuple[str, ...]] = {
             c: tuple(t for t in self.tables if c in self.columns[t]) for c in self.all_columns}
         self.aliases = tuple(a for a in ALIASES if a not in self.spell)
         if len(self.aliases) < len(ALIASES):
             self.aliases = tuple(a for a in (f"a{i}" for i in range(1, 10)) if a not in self.spell) or self.aliases
+        self.speller = Spellings(self.spell, self.aliases)
         # before FROM, any column of any table may be named, bare or qualified by its table or an alias
         self.pre_from_words = frozenset(self.all_columns) | frozenset(
             f"{t}.{c}" for t in self.tables for c in self.columns[t]) | frozenset(
@@ -491,19 +491,31 @@ class SchemaIndex:
         return dist.get(u)
 
     def spellings(self, word: str) -> frozenset:
-        """The exact texts a lower-case word may be written as: a keyword or an alias in upper or lower
-        case (SELECT, select, T1, t1; never SeLeCt), a table or column only as the schema spells it."""
-        out = self._spellings.get(word)
+        """The exact texts a lower-case word may be written as (Spellings)."""
+        return self.speller(word)
+
+
+class Spellings:
+    """The exact texts a lower-case word may be written as: a keyword or an alias in upper or lower case
+    (SELECT, select, T1, t1; never SeLeCt), a table or column only as the schema spells it. Its own object
+    (not the SchemaIndex's) so that Options can hold it without a reference cycle through the index's
+    caches (decoding pauses the cyclic garbage collector)."""
+
+    def __init__(self, spell: dict, aliases: tuple):
+        self.spell, self.aliases, self.cache = spell, aliases, {}
+
+    def __call__(self, word: str) -> frozenset:
+        out = self.cache.get(word)
         if out is None:
             q, dot, c = word.rpartition(".")
             if dot:
-                out = frozenset(a + "." + b for a in self.spellings(q) for b in self.spell.get(c, ()))
+                out = frozenset(a + "." + b for a in self(q) for b in self.spell.get(c, ()))
             else:
                 out = set(self.spell.get(word, ()))
                 if word in KEYWORDS or word in self.aliases:
                     out |= {word, word.upper()}
                 out = frozenset(out)
-            self._spellings[word] = out
+            self.cache[word] = out
         return out
 
 
@@ -1329,11 +1341,32 @@ class Options:
     strings: tuple
     numbers: tuple
     end: bool
-    spelled: tuple        # sorted: the texts the words may be written as (SchemaIndex.spellings)
+    # how the words may be written; None: as they are (exact_case off: lower case)
+    spellings: "Spellings | None" = field(default=None, compare=False, repr=False)
 
     def word_viable(self, prefix: str) -> bool:
-        i = bisect_left(self.spelled, prefix)
-        return i < len(self.spelled) and self.spelled[i].startswith(prefix)
+        """Some word may be written starting with `prefix`. A spelling is its word in another case, so only
+        the words that start with the prefix in lower case are looked at (a bisect), and the first whose
+        spellings fit answers (no sorted list of every spelling to build per word set, which cost ~10% of a
+        parse)."""
+        words, spellings = self.words, self.spellings
+        if spellings is None:
+            i = bisect_left(words, prefix)
+            return i < len(words) and words[i].startswith(prefix)
+        low = prefix.lower()
+        i = bisect_left(words, low)
+        while i < len(words) and words[i].startswith(low):
+            if any(s.startswith(prefix) for s in spellings(words[i])):
+                return True
+            i += 1
+        return False
+
+    @cached_property
+    def spelled(self) -> tuple:
+        """Sorted: every text the words may be written as (the completer's choices)."""
+        if self.spellings is None:
+            return self.words
+        return tuple(sorted({s for w in self.words for s in self.spellings(w)}))
 
 
 def parse_prefix(index: SchemaIndex, values: ValueSource, lexemes: tuple, exact_case: bool = True) -> Options | None:
@@ -1348,14 +1381,8 @@ def parse_prefix(index: SchemaIndex, values: ValueSource, lexemes: tuple, exact_
     e = p.exp
     if not (e.words or e.puncts or e.strings or e.numbers or e.end):
         return None
-    words = tuple(sorted(e.words))
-    spelled = words
-    if exact_case:
-        spelled = index.spelled_cache.get(words)
-        if spelled is None:
-            spelled = index.spelled_cache[words] = tuple(sorted({s for w in words for s in index.spellings(w)}))
-    return Options(words, frozenset(e.puncts), tuple(dict.fromkeys(e.strings)),
-                   tuple(dict.fromkeys(e.numbers)), e.end, spelled)
+    return Options(tuple(sorted(e.words)), frozenset(e.puncts), tuple(dict.fromkeys(e.strings)),
+                   tuple(dict.fromkeys(e.numbers)), e.end, index.speller if exact_case else None)
 
 
 # ----------------------------------------------------------------------------------------------------

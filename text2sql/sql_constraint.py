@@ -54,12 +54,12 @@ the five aggregates, CASE, CAST, `AS` names in the SELECT list.
 """
 from __future__ import annotations
 
+import heapq
 import re
 from collections import OrderedDict
 from bisect import bisect_left
 from decimal import Decimal
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 from text2sql.schema import Schema, compact_type
@@ -1361,12 +1361,15 @@ class Options:
             i += 1
         return False
 
-    @cached_property
-    def spelled(self) -> tuple:
-        """Sorted: every text the words may be written as (the completer's choices)."""
-        if self.spellings is None:
-            return self.words
-        return tuple(sorted({s for w in self.words for s in self.spellings(w)}))
+    def spelled_from(self, prefix: str) -> list:
+        """The texts the words may be written as that start with `prefix` (the completer's choices)."""
+        words, spellings = self.words, self.spellings
+        low = prefix if spellings is None else prefix.lower()
+        out, i = [], bisect_left(words, low)
+        while i < len(words) and words[i].startswith(low):
+            out += [words[i]] if spellings is None else [s for s in spellings(words[i]) if s.startswith(prefix)]
+            i += 1
+        return out
 
 
 def parse_prefix(index: SchemaIndex, values: ValueSource, lexemes: tuple, exact_case: bool = True) -> Options | None:
@@ -1425,6 +1428,7 @@ class SQLPrefixChecker:
         self._options: dict[int, Options | None] = {}
         self._feed: dict[tuple, tuple | None] = {}
         self._completions: dict[tuple, str | None] = {}
+        self._numbers = sorted(set(self.values.numbers) | set(SMALL_INTS), key=lambda n: (len(n), n))  # (_pieces)
         self.start = (0, SEP, "")
 
     # lexeme prefixes -----------------------------------------------------------------------------------
@@ -1674,11 +1678,11 @@ class SQLPrefixChecker:
         """[(piece, kind)]: kind names a piece that opens more to close (EXPANSIONS), else ""."""
         pid, mode, buf = st
         opts = self.options(pid)
-        numbers = sorted(set(self.values.numbers) | set(SMALL_INTS), key=lambda n: (len(n), n))
+        numbers = self._numbers
         if mode in (WORD, NUM, OP):
             out = [" "]
             if mode == WORD:
-                out += sorted((w[len(buf):] for w in opts.spelled if w.startswith(buf) and len(w) > len(buf)),
+                out += sorted((w[len(buf):] for w in sorted(opts.spelled_from(buf)) if len(w) > len(buf)),
                               key=len)[:words_per_state]
             elif mode == NUM:
                 out += [n[len(buf):] for n in numbers if n.startswith(buf) and len(n) > len(buf)][:4]
@@ -1725,9 +1729,10 @@ class SQLPrefixChecker:
         # ...and tables by how many of the columns still missing they have (FROM the table the SELECT list
         # needs, not the first of the schema joined on to it; the next JOIN the one that still misses)
         missing = self._missing_columns(self._lexemes[pid])
-        cols = self.index.colset
-        words.sort(key=lambda w: (w not in ("from", "by", "null"), -len(missing.intersection(cols.get(w, ()))),
-                                  len(w), w not in used, w))
+        score = {t: len(missing.intersection(cols)) for t, cols in self.index.colset.items()} if missing else {}
+        # (only the first words_per_state are used: the smallest, not a sort of every word)
+        words = heapq.nsmallest(words_per_state, words, key=lambda w: (
+            w not in ("from", "by", "null"), -score.get(w, 0), len(w), w not in used, w))
         out += [lead + self.spell(w) for w in words[:2]]
         if opts.numbers:
             out += [lead + n for n in numbers[:3]]

@@ -228,14 +228,14 @@ class BeamKVCache:
         self.k[layer, :, :, n:n + 1] = k
         self.v[layer, :, :, n:n + 1] = v
         B, w = R // self.width, self.width
-        scale = 1.0 / math.sqrt(D)
+        q = q * (1.0 / math.sqrt(D))  # (scaled once here, not the scores: D numbers a row, not T)
         qp = q.view(B, w, H, D).transpose(1, 2).contiguous()                            # (B, H, w, D)
         kp, vp = self.prefix_k[layer], self.prefix_v[layer]                             # (B, H, T, D)
-        sp = torch.matmul(qp, kp.transpose(-1, -2)) * scale                             # (B, H, w, T)
+        sp = torch.matmul(qp, kp.transpose(-1, -2))                                     # (B, H, w, T)
         if self._pad_bias is not None:
             sp = sp + self._pad_bias.to(sp.dtype)
         kg, vg = self.k[layer, :, :, :n + 1], self.v[layer, :, :, :n + 1]               # (R, H, n+1, D)
-        sg = torch.matmul(q, kg.transpose(-1, -2)) * scale                              # (R, H, 1, n+1)
+        sg = torch.matmul(q, kg.transpose(-1, -2))                                      # (R, H, 1, n+1)
         sg = sg.view(B, w, H, n + 1).transpose(1, 2)                                    # (B, H, w, n+1)
         s = torch.cat([sp, sg], dim=-1)
         p = torch.softmax(s, dim=-1, dtype=torch.promote_types(s.dtype, torch.float32)).to(q.dtype)

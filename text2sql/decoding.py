@@ -32,15 +32,11 @@ from text2sql.sql_exec import DEFAULT_TIMEOUT_S, execute_sql
 
 DECODE_MODES = ("greedy", "constrained", "beam", "beam+exec")
 # The default is the best mode that meets the speed target (within 3x greedy's seconds per question on 2 CPU
-# cores). Measured by bench/decoding.py on the main job's three weight-averaged checkpoints, both held-out
-# splits (bench/results/decoding-greedy-padded-2core/, greedy through the same padded batches as the other
-# modes): constrained is 1.8-2.3x greedy; beam+exec (width 4) is 4.9-5.8x (3.3-3.8x on held-out domains
-# against the slower greedy of decoding-shared-2core), so it misses the target, although it is the most
-# accurate mode (held-out domains 76.0 / 62.0 / 72.0% against constrained's 72.8 / 61.6 / 71.2%). Its cost
-# is the constraint: each beam's candidates are parsed (about 2/3 of beam search's time), while greedy got
-# cheaper as the models improved (their greedy SQL is short). `--decode beam+exec` stays one flag away, and
-# the main job reports it beside the default. (On earlier 3-layer checkpoints beam+exec was 2.1-2.6x
-# greedy, bench/results/decoding-literals-2core/, and was the default then.)
+# cores). On the main job's README-command-1 checkpoint (bench/results/decoding-speed-2core/, 500 questions
+# per held-out split), constrained is 1.4-1.9x greedy and beam+exec (width 4) 2.5-3.1x (3.6-4.0x before
+# that round), so both are about within it; constrained is the more accurate there (held-out domains 79.0%
+# against 76.0%; over the job's six trainings beam+exec is -3.0 to +2.4 points, mean +0.8), and the faster,
+# so it is the default. `--decode beam+exec` is one flag away, and the main job reports it beside the default.
 DEFAULT_DECODE = "constrained"
 DEFAULT_BEAM_WIDTH = 4
 # beam search stops a question once no live beam is likely to beat its best finished one (gpt.generate.
@@ -154,9 +150,9 @@ def collector_paused():
     Decoding allocates millions of short-lived objects (the constraint's states, parses and caches), which
     keeps triggering the collector, and each full collection walks every tracked object of the process. On
     2 CPU cores those cost ~1.8 ms a question of beam+exec (five full collections of ~135 ms over 500
-    questions, bench/results/). They never find anything: decoding makes no reference cycles (plain
-    reference counting frees all of its garbage; tests/test_padded_decoding.py checks it), so pausing the
-    collector defers no memory."""
+    questions, bench/results/decoding-speed-2core/). They never find anything: decoding makes no reference
+    cycles (plain reference counting frees all of its garbage; tests/test_padded_decoding.py checks it), so
+    pausing the collector defers no memory."""
     was = gc.isenabled()
     gc.disable()
     try:

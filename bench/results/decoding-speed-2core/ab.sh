@@ -1,7 +1,8 @@
 #!/bin/bash
 # beam+exec against greedy, the session's start (c575afc) and its end side by side: bench.decoding on the
 # README-command-1 checkpoint of the 8-head job, both held-out splits, the two trees alternating, REPS times.
-# Usage: OLD=<worktree of c575afc> NEW=<worktree of the new commit> CK=<checkpoint> DATA=<data dir> OUT=<dir> bash ab.sh
+# Usage: OLD=<worktree of c575afc> NEW=<worktree of the new commit> CK=<checkpoint> DATA=<data dir> OUT=<dir> \
+#        PY=<python with the project installed> [REPS=3] bash ab.sh
 set -e
 for rep in $(seq ${REPS:-3}); do
   for split in test_domains test_wordings; do

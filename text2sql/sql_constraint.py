@@ -879,15 +879,11 @@ class _Parser:
         aliases = self.index.aliases
         if not scope.pending and not scope.bare:  # (nothing to resolve: binding_allowed is a name check)
             return tuple(a for a in aliases if self.binding_allowed(scope, table, a))
-        used = {q for q, _ in scope.pending}
-        s = scope
-        while s is not None:
-            used.update(b for b, _ in s.bindings)
-            s = s.parent
+        fresh = set(self.fresh_aliases(scope))
         fresh_ok = None
         out = []
         for a in aliases:
-            if a in used:
+            if a not in fresh:
                 ok = self.binding_allowed(scope, table, a)
             else:
                 if fresh_ok is None:
@@ -896,6 +892,17 @@ class _Parser:
             if ok:
                 out.append(a)
         return tuple(out)
+
+    def fresh_aliases(self, scope: _Scope) -> list:
+        """The aliases, in order, that no pending reference of `scope` names and no binding of it or of an
+        outer query holds: only names, interchangeable in every satisfiability search (allowed_aliases,
+        _satisfiable_words)."""
+        used = {q for q, _ in scope.pending}
+        s = scope
+        while s is not None:
+            used.update(b for b, _ in s.bindings)
+            s = s.parent
+        return [a for a in self.index.aliases if a not in used]
 
     def table_allowed(self, scope: _Scope, table: str, key=None) -> bool:
         """Whether `table` can be joined (with some alias or none) and FROM still be completed (memoised on
@@ -1065,12 +1072,7 @@ class _Parser:
         query uses ("fresh") is only a name: `t5.c` and `t7.c` are decided by the same search with the
         alias renamed, so one fresh alias is tested for every column and the others copy its answer.
         (With 9 aliases this is most of the words; the search per word is the parser's hot spot.)"""
-        used = {q for q, _ in scope.pending}
-        s = scope.parent
-        while s is not None:
-            used.update(b for b, _ in s.bindings)
-            s = s.parent
-        fresh = [a for a in self.index.aliases if a not in used]
+        fresh = self.fresh_aliases(scope)  # (before FROM this scope binds nothing yet)
         rep = fresh[0] if fresh else None
         copies = set(fresh[1:])
         # Likewise the column of a new reference matters to the search only through the tables that have
@@ -1349,27 +1351,22 @@ class Options:
         the words that start with the prefix in lower case are looked at (a bisect), and the first whose
         spellings fit answers (no sorted list of every spelling to build per word set, which cost ~10% of a
         parse)."""
-        words, spellings = self.words, self.spellings
-        if spellings is None:
-            i = bisect_left(words, prefix)
-            return i < len(words) and words[i].startswith(prefix)
-        low = prefix.lower()
-        i = bisect_left(words, low)
-        while i < len(words) and words[i].startswith(low):
-            if any(s.startswith(prefix) for s in spellings(words[i])):
-                return True
-            i += 1
-        return False
+        return next(self._spelled_from(prefix), None) is not None
 
     def spelled_from(self, prefix: str) -> list:
         """The texts the words may be written as that start with `prefix` (the completer's choices)."""
+        return list(self._spelled_from(prefix))
+
+    def _spelled_from(self, prefix: str):
         words, spellings = self.words, self.spellings
         low = prefix if spellings is None else prefix.lower()
-        out, i = [], bisect_left(words, low)
+        i = bisect_left(words, low)
         while i < len(words) and words[i].startswith(low):
-            out += [words[i]] if spellings is None else [s for s in spellings(words[i]) if s.startswith(prefix)]
+            if spellings is None:
+                yield words[i]
+            else:
+                yield from (s for s in spellings(words[i]) if s.startswith(prefix))
             i += 1
-        return out
 
 
 def parse_prefix(index: SchemaIndex, values: ValueSource, lexemes: tuple, exact_case: bool = True) -> Options | None:
@@ -1965,9 +1962,7 @@ class SQLConstraint:
     def allows(self, generated, token: int) -> bool:
         """Whether `token` may follow (a few memoised character steps: the cheap test greedy and beam use)."""
         key = tuple(generated)
-        st = self._states.get(key, key)
-        if st is key:
-            st = self.state(key)
+        st = self.state(key)
         if st is None:
             return False
         if token == self.end_id:
